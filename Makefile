@@ -1,0 +1,53 @@
+# Two commands for a fresh machine: `make demo` (the main job) and `make test` (the tests).
+# Both create or reuse .venv, install what they need once, and fetch the default data.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.fgia-installed
+TORCH := torch==2.14.1 torchvision==0.29.1
+EXP ?= demo
+
+.PHONY: demo test data export-check nbtest pytest bench-clean readme clean-outputs
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+# Fashion-MNIST: Debian's dataset-fashion-mnist where we are root with apt, else torchvision's download.
+data: $(STAMP)
+	@if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	  { apt-get update -qq >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1; } || true; fi
+	@$(BIN)/python -c "from fgia_nb.sources import fashion_mnist_dir; print('Fashion-MNIST:', fashion_mnist_dir(download=True))"
+
+demo: data
+	$(BIN)/fgia-default-data
+	$(BIN)/papermill --cwd nbs nbs/00_data_clean.ipynb outputs/$(EXP)/00_data_clean.ipynb -p experiment $(EXP)
+
+# The exported modules must be exactly what nbdev-export makes of the notebooks.
+export-check: $(STAMP)
+	@tmp=$$(mktemp -d); cp -r fgia_nb $$tmp/; $(BIN)/nbdev-export; \
+	if ! diff -r -q -x __pycache__ $$tmp/fgia_nb fgia_nb; then echo "nbdev-export changed fgia_nb/: the notebooks and the package disagree"; rm -rf $$tmp; exit 1; fi; \
+	rm -rf $$tmp; echo "export-check: fgia_nb/ matches the notebooks"
+
+nbtest: $(STAMP) data
+	$(BIN)/nbdev-test --n-workers 2 --timing
+
+pytest: $(STAMP) data
+	$(BIN)/pytest
+
+test: export-check nbtest pytest
+
+bench-clean: $(STAMP)
+	$(BIN)/fgia-bench-clean
+
+readme: $(STAMP)
+	$(BIN)/jupyter nbconvert --to markdown nbs/index.ipynb --output-dir . --output README --log-level WARN
+
+clean-outputs:
+	rm -rf outputs
