@@ -9,7 +9,7 @@ STAMP := $(VENV)/.fgia-installed
 TORCH := torch==2.14.1 torchvision==0.29.1
 EXP ?= demo
 
-.PHONY: demo test data export-check nbtest pytest bench-clean readme clean-outputs
+.PHONY: demo test data export-check nbtest pytest bench-clean bench-mae bench-train bench-data bench-post readme clean-outputs
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,14 @@ test: export-check nbtest pytest
 
 bench-clean: $(STAMP)
 	$(BIN)/fgia-bench-clean
+bench-mae: $(STAMP)
+	$(BIN)/fgia-bench-mae
+bench-train: $(STAMP) data
+	$(BIN)/fgia-bench-train
+bench-data: $(STAMP) data
+	$(BIN)/fgia-bench-data
+bench-post: $(STAMP)
+	$(BIN)/fgia-bench-post
 
 readme: $(STAMP)
 	$(BIN)/jupyter nbconvert --to markdown nbs/index.ipynb --output-dir . --output README --log-level WARN
