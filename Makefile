@@ -27,7 +27,9 @@ data: $(STAMP)
 
 demo: data
 	$(BIN)/fgia-default-data
-	$(BIN)/papermill --cwd nbs nbs/00_data_clean.ipynb outputs/$(EXP)/00_data_clean.ipynb -p experiment $(EXP)
+	@mkdir -p outputs/$(EXP)/00_data_clean/default
+	$(BIN)/papermill --cwd nbs --log-level WARNING nbs/00_data_clean.ipynb outputs/$(EXP)/00_data_clean/default/00_data_clean.ipynb -p experiment $(EXP)
+	@cat outputs/$(EXP)/00_data_clean/default/report.md
 
 # The exported modules must be exactly what nbdev-export makes of the notebooks.
 export-check: $(STAMP)
