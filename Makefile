@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev]' 2>&1 | grep -v -e 'is ignored: it is neither' -e 'BuildBackendWarning' || true
+	@$(BIN)/python -c "import fgia_nb, torch, timm, fastai" || { echo "install failed: see the pip output above"; exit 1; }
 	@touch $@
 
 # Fashion-MNIST: Debian's dataset-fashion-mnist where we are root with apt, else torchvision's download.
@@ -37,7 +38,9 @@ export-check: $(STAMP)
 	if ! diff -r -q -x __pycache__ $$tmp/fgia_nb fgia_nb; then echo "nbdev-export changed fgia_nb/: the notebooks and the package disagree"; rm -rf $$tmp; exit 1; fi; \
 	rm -rf $$tmp; echo "export-check: fgia_nb/ matches the notebooks"
 
+# Build the default dataset once before notebooks run in parallel (they all read it).
 nbtest: $(STAMP) data
+	$(BIN)/fgia-default-data
 	$(BIN)/nbdev-test --n-workers 2 --timing
 
 pytest: $(STAMP) data
