@@ -3,18 +3,9 @@ import json, os, subprocess, sys, time
 import pytest, torch
 from safetensors.torch import load_file, save_file
 from fgia_nb.train import finetune_config, fit_run, cli_args, list_checkpoints, load_model, read_checkpoint
-from fgia_nb.data import synthetic_manifest
-from fgia_nb.clean import write_manifest
-
-def make_manifest(root, counts=(40, 30, 20, 14)):
-    "A small labelled manifest of coloured images (stage 01's synthetic data), written like stage 00's."
-    df = synthetic_manifest(root/'data', counts=counts, size=32)
-    write_manifest(df, root/'s00'/'manifest.parquet', root/'data')
-    (root/'s00'/'classes.json').write_text(json.dumps(sorted(df.label.dropna().unique())))
-    return root/'s00'/'manifest.parquet'
 
 @pytest.fixture(scope='module')
-def manifest(tmp_path_factory): return make_manifest(tmp_path_factory.mktemp('data'))
+def manifest(tmp_path_factory, make_manifest): return make_manifest(tmp_path_factory.mktemp('data'))
 
 def cfg_for(manifest, out, **kw):
     kw = dict(dict(epochs=3, bs=16, head='arcface', loss='eql', mixup=0.8, cutmix=1.0, label_smoothing=0.1, valid_pct=0.2, seed=7), **kw)
@@ -71,7 +62,7 @@ def test_bad_config_fails_before_training(manifest, tmp_path, kw, msg):
     with pytest.raises((ValueError, FileNotFoundError), match=msg.replace('(', r'\(')): fit_run(cfg, quiet=True)
     assert not (tmp_path/'x').exists()
 
-def test_manifest_with_missing_files_fails(tmp_path):
+def test_manifest_with_missing_files_fails(tmp_path, make_manifest):
     m = make_manifest(tmp_path)
     victim = next((tmp_path/'data'/'train').rglob('*.jpg')); victim.unlink()
     with pytest.raises(FileNotFoundError, match=f'names 1 missing file.*{victim.name}'):

@@ -3,18 +3,9 @@ import json
 import numpy as np, pytest, torch
 from safetensors.torch import load_file
 from fgia_nb.train import finetune_config, launch, list_checkpoints
-from fgia_nb.data import synthetic_manifest
-from fgia_nb.clean import write_manifest
-
-def make_manifest(root, counts=(40, 30, 20, 14)):
-    "A small labelled manifest of coloured images (stage 01's synthetic data), written like stage 00's."
-    df = synthetic_manifest(root/'data', counts=counts, size=32)
-    write_manifest(df, root/'s00'/'manifest.parquet', root/'data')
-    (root/'s00'/'classes.json').write_text(json.dumps(sorted(df.label.dropna().unique())))
-    return root/'s00'/'manifest.parquet'
 
 @pytest.fixture(scope='module')
-def ddp_run(tmp_path_factory):
+def ddp_run(tmp_path_factory, make_manifest):
     root = tmp_path_factory.mktemp('ddp')
     cfg = finetune_config('vit_demo', epochs=2, bs=16, train_manifest=str(make_manifest(root)), out_dir=str(root/'run'),
                           head='arcface', loss='eql', valid_pct=0., num_processes=2, ddp_check=True, seed=3)
