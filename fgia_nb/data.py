@@ -25,7 +25,8 @@ from .core import class_names, outputs_root, data_root
 __all__ = ['SYNTH_COLOURS', 'synthetic_manifest', 'data_config', 'train_transform', 'eval_transform', 'read_classes',
            'load_manifest', 'train_items', 'seed_item', 'ImageDataset', 'EpochSampler', 'class_weights', 'ManifestDL',
            'batch_titles', 'get_dls', 'test_dl', 'smooth_targets', 'SoftMixup', 'MixupCallback', 'SetEpoch',
-           'default_manifest', 'model_images_per_s', 'loader_images_per_s', 'data_bench', 'bench_data']
+           'default_manifest', 'init_distributed', 'finish_distributed', 'GlooDistributedDL', 'FgiaDistributedTrainer',
+           'to_distributed', 'model_images_per_s', 'loader_images_per_s', 'data_bench', 'bench_data']
 
 # %% ../nbs/01_data.ipynb #d5729270
 SYNTH_COLOURS = [(220, 40, 40), (40, 180, 40), (40, 60, 220), (230, 200, 30), (160, 40, 200), (30, 200, 200)]
@@ -458,6 +459,47 @@ def default_manifest(experiment:str='demo', # Experiment whose stage-00 output t
     from fgia_nb.clean import clean_data
     clean_data(make_default_dataset(), d, progress=False)
     return d
+
+# %% ../nbs/01_data.ipynb #327e1777
+import torch.distributed as dist
+from fastai.learner import Learner
+from fastai.data.core import TfmdDL
+from fastai.distributed import DistributedDL, DistributedTrainer
+from fastai.callback.progress import ProgressCallback
+from fastai.torch_core import num_distrib, rank_distrib
+
+# %% ../nbs/01_data.ipynb #948bf8fd
+def init_distributed():
+    "Join the process group `accelerate launch` set up the environment for (gloo on CPU, nccl on GPU); no-op alone."
+    if int(os.environ.get('WORLD_SIZE', 1)) > 1 and not dist.is_initialized():
+        from accelerate import PartialState
+        PartialState(cpu=not torch.cuda.is_available())
+
+def finish_distributed():
+    "Leave the process group cleanly (a barrier, then destroy it): no communication thread may outlive the interpreter."
+    if dist.is_available() and dist.is_initialized(): dist.barrier(); dist.destroy_process_group()
+
+class GlooDistributedDL(DistributedDL):
+    "`DistributedDL` whose index broadcast works on gloo (CPU) as well as nccl; remembers this rank's indices."
+    def _broadcast(self, t, rank):
+        t = torch.tensor(t, dtype=torch.long, device='cuda' if dist.get_backend() == 'nccl' else 'cpu')
+        dist.broadcast(t, rank); return t.cpu().tolist()
+    def get_idxs(self):
+        self.last_idxs = super().get_idxs(); return self.last_idxs
+
+class FgiaDistributedTrainer(DistributedTrainer):
+    "fastai's `DistributedTrainer` with `GlooDistributedDL` loaders; torch loaders (which shard by sampler) pass as they are."
+    def _wrap_dl(self, dl):
+        if isinstance(dl, DistributedDL) or not isinstance(dl, TfmdDL): return dl
+        return GlooDistributedDL(dl, device=getattr(self.learn.model, 'device', None) or self.learn.dls.device)
+
+def to_distributed(learn:Learner)->Learner:
+    "Add DDP to `learn` when this process is one of several (`accelerate launch`); a no-op otherwise."
+    if num_distrib() <= 1: return learn
+    cuda = torch.cuda.is_available()
+    learn.add_cb(FgiaDistributedTrainer(sync_bn=cuda, cpu=not cuda))
+    if rank_distrib(): learn.remove_cb(ProgressCallback)
+    return learn
 
 # %% ../nbs/01_data.ipynb #2f978aff
 def _vit_demo(num_classes:int):

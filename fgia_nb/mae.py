@@ -23,21 +23,20 @@ from fastai.vision.augment import RandomResizedCrop, FlipItem
 from fastai.data.transforms import Normalize
 from fastai.vision.core import imagenet_stats
 from fastai.learner import Learner
-from fastai.distributed import DistributedDL, DistributedTrainer
 from fastai.callback.core import Callback
 from fastai.optimizer import Adam
 from fastai.callback.schedule import ParamScheduler, combine_scheds, SchedLin, SchedCos
 from .backbones import create_backbone
 from .optim import no_weight_decay
+from .data import init_distributed, to_distributed, finish_distributed
 from .core import project_root, run_dir, outputs_root, atomic_path, atomic_write_text, RunRecord
 
 # %% auto #0
 __all__ = ['AdamW95', 'create_encoder', 'patchify', 'unpatchify', 'random_masking', 'normalize_patches', 'masked_mse', 'MAE',
            'block_mask', 'SimMIM', 'mim_model', 'image_items', 'passthrough_loss', 'UnlabeledBatch', 'mim_dls',
-           'param_groups', 'fit_mim', 'mim_learner', 'save_encoder', 'reconstruct', 'show_reconstructions',
-           'init_distributed', 'GlooDistributedDL', 'MimDistributedTrainer', 'pretrain', 'pretrain_worker',
-           'launch_pretrain', 'bench_mae', 'to_input', 'frozen_features', 'probe_scores', 'finetune_score',
-           'compare_starts']
+           'param_groups', 'fit_mim', 'mim_learner', 'save_encoder', 'reconstruct', 'show_reconstructions', 'pretrain',
+           'pretrain_worker', 'launch_pretrain', 'bench_mae', 'to_input', 'frozen_features', 'probe_scores',
+           'finetune_score', 'compare_starts']
 
 # %% ../nbs/02_mae_pretrain.ipynb #16637bbd
 def create_encoder(arch:str='vit_demo', # `vit_demo`, `swinv2_demo`, `vit_l`, ... or a timm model name
@@ -350,22 +349,6 @@ def show_reconstructions(model:nn.Module, imgs:torch.Tensor, # Normalised images
 # %% ../nbs/02_mae_pretrain.ipynb #34d813ce
 def _world()->tuple[int,int]: return int(os.environ.get('WORLD_SIZE', 1)), int(os.environ.get('RANK', 0))
 
-def init_distributed():
-    "Join the process group `accelerate launch` prepared (gloo on CPU, nccl on GPU); a no-op in a single process."
-    if _world()[0] > 1 and not torch.distributed.is_initialized():
-        from accelerate import PartialState
-        PartialState(cpu=not torch.cuda.is_available())
-
-class GlooDistributedDL(DistributedDL):
-    "fastai's `DistributedDL`, whose index broadcast assumes CUDA, made to work on gloo (CPU) too."
-    def _broadcast(self, t, rank):
-        t = torch.tensor(t, dtype=torch.long, device='cuda' if torch.distributed.get_backend() == 'nccl' else 'cpu')
-        torch.distributed.broadcast(t, rank); return t.cpu().tolist()
-
-class MimDistributedTrainer(DistributedTrainer):
-    "fastai's DDP callback (through accelerate) with `GlooDistributedDL` loaders."
-    def _wrap_dl(self, dl): return dl if isinstance(dl, DistributedDL) else GlooDistributedDL(dl, device=self.learn.dls.device)
-
 def pretrain(items:list, # Image paths (see `image_items`)
              out_dir:str|Path, # Where the encoder, picture and losses go
              arch:str='vit_demo', img_size:int|None=32, init:str|None=None,
@@ -382,7 +365,7 @@ def pretrain(items:list, # Image paths (see `image_items`)
     world, rank = _world()
     dls = mim_dls(items, img_size, bs, valid_pct, seed, num_workers)
     learn = mim_learner(dls, model)
-    if world > 1: learn.add_cb(MimDistributedTrainer(sync_bn=False, cpu=not torch.cuda.is_available()))
+    to_distributed(learn)
     t0 = time.time()
     with (contextlib.nullcontext() if show_bar and rank == 0 else learn.no_bar()): fit_mim(learn, epochs, lr, wd, warmup)
     wall = time.time() - t0
@@ -413,6 +396,7 @@ def pretrain_worker(args_file:Path):
     items = image_items(a.pop('source'), a.pop('splits'), a.pop('max_images'), a.get('seed', 42))
     res = pretrain(items, **a)
     if _world()[1] == 0: atomic_write_text(Path(a['out_dir'])/'metrics.json', json.dumps(res['metrics']))
+    finish_distributed()
 
 def launch_pretrain(source:str|Path, splits:str, max_images:int|None, out_dir:str|Path,
                     num_processes:int=2, # Processes (GPUs) to launch

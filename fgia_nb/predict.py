@@ -338,11 +338,13 @@ def predict_cli(checkpoint:str=None, # Checkpoint file
                 flip:bool_arg=True, scales:str='', average:str='logit', adjust:bool_arg=False, tau:float=1.,
                 bs:int=64, num_workers:int=0, quiet:bool_arg=False):
     "Predict a split from a checkpoint with TTA (`accelerate launch -m fgia_nb.predict ...` for several processes)."
-    from fgia_nb.train import init_distributed
+    from fgia_nb.data import init_distributed
     if not (checkpoint and manifest and out): raise SystemExit('predict_cli: --checkpoint, --manifest and --out are required')
     init_distributed()
     predict_checkpoint(checkpoint, manifest, split, out, flip, [float(s) for s in scales.split(',') if s], average, adjust, tau,
                        bs, num_workers, progress=not quiet)
+    from fgia_nb.data import finish_distributed
+    finish_distributed()
     if __name__ == '__main__' and not in_notebook(): sys.exit(0)
 
 def launch_predict(num_processes:int=1, **kw)->Path:

@@ -27,16 +27,16 @@ from fastai.distributed import DistributedDL, DistributedTrainer
 from fastai.data.core import TfmdDL, DataLoaders
 from fastai.callback.progress import ProgressCallback
 from .core import atomic_path, atomic_write_text, run_dir, project_root, outputs_root, data_root, RunRecord, read_run
+from .data import init_distributed, to_distributed, finish_distributed
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'ARCH_DEFAULTS', 'flatten_state', 'unflatten_state', 'rng_state', 'set_rng_state', 'unwrap_model',
            'save_checkpoint', 'Checkpoint', 'checkpoint_meta', 'read_checkpoint', 'gather_objects', 'checkpoint_path',
            'list_checkpoints', 'last_checkpoint', 'Checkpointer', 'loss_state', 'load_training_state', 'adamw',
-           'warmup_cosine', 'GlooDistributedDL', 'FgiaDistributedTrainer', 'to_distributed', 'group_lrs',
-           'fit_resumable', 'finetune_config', 'model_config', 'build_model', 'load_model', 'build_loss',
-           'param_groups', 'check_img_size', 'check_manifest', 'preflight', 'AMP', 'make_learner', 'init_distributed',
-           'make_dls', 'DistributedCheck', 'fit_run', 'train_cli', 'cli_args', 'launch', 'train_step_bench',
-           'bench_train']
+           'warmup_cosine', 'group_lrs', 'fit_resumable', 'finetune_config', 'model_config', 'build_model',
+           'load_model', 'build_loss', 'param_groups', 'check_img_size', 'check_manifest', 'preflight', 'AMP',
+           'make_learner', 'make_dls', 'DistributedCheck', 'fit_run', 'train_cli', 'cli_args', 'launch',
+           'train_step_bench', 'bench_train']
 
 # %% ../nbs/04_finetune.ipynb #cce3ea10
 def flatten_state(obj, # A nested structure of dicts, lists, tuples, tensors and JSON scalars (e.g. an optimizer `state_dict()`)
@@ -248,29 +248,6 @@ def warmup_cosine(lrs, # Peak learning rate, one per param group (or a scalar)
     end = np.minimum(min_lr, lrs)
     if warmup_pct <= 0: return SchedCos(lrs, end)
     return combine_scheds([warmup_pct, 1 - warmup_pct], [SchedLin(lrs * start_factor, lrs), SchedCos(lrs, end)])
-
-# %% ../nbs/04_finetune.ipynb #3a4ffd5e
-class GlooDistributedDL(DistributedDL):
-    "`DistributedDL` whose index broadcast works on gloo (CPU) as well as nccl; remembers this rank's indices."
-    def _broadcast(self, t, rank):
-        t = torch.tensor(t, dtype=torch.long, device='cuda' if dist.get_backend() == 'nccl' else 'cpu')
-        dist.broadcast(t, rank); return t.cpu().tolist()
-    def get_idxs(self):
-        self.last_idxs = super().get_idxs(); return self.last_idxs
-
-class FgiaDistributedTrainer(DistributedTrainer):
-    "fastai's `DistributedTrainer` with `GlooDistributedDL` loaders; torch loaders (which shard by sampler) pass as they are."
-    def _wrap_dl(self, dl):
-        if isinstance(dl, DistributedDL) or not isinstance(dl, TfmdDL): return dl
-        return GlooDistributedDL(dl, device=getattr(self.learn.model, 'device', None) or self.learn.dls.device)
-
-def to_distributed(learn:Learner)->Learner:
-    "Add DDP to `learn` when this process is one of several (`accelerate launch`); a no-op otherwise."
-    if num_distrib() <= 1: return learn
-    cuda = torch.cuda.is_available()
-    learn.add_cb(FgiaDistributedTrainer(sync_bn=cuda, cpu=not cuda))
-    if rank_distrib(): learn.remove_cb(ProgressCallback)
-    return learn
 
 # %% ../nbs/04_finetune.ipynb #239de2ef
 def group_lrs(learn:Learner, lr:float, scales=None)->np.ndarray:
@@ -498,12 +475,6 @@ def make_learner(cfg:dict, # A run configuration (`finetune_config`)
     return learn
 
 # %% ../nbs/04_finetune.ipynb #6c5877a8
-def init_distributed():
-    "Join the process group `accelerate launch` set up the environment for (gloo on CPU, nccl on GPU); no-op alone."
-    if int(os.environ.get('WORLD_SIZE', 1)) > 1 and not dist.is_initialized():
-        from accelerate import PartialState
-        PartialState(cpu=not torch.cuda.is_available())
-
 def _timm_name(arch):
     from fgia_nb.backbones import resolve_arch
     return resolve_arch(arch)[0].split('.')[0]
@@ -608,6 +579,7 @@ def train_cli(arch:str='vit_demo', img_size:int=None, epochs:int=None, bs:int=No
     kw = {k: v for k, v in locals().items() if k != 'quiet'}
     kw['pseudo_manifests'] = [p for p in (pseudo_manifests or '').split(',') if p]
     fit_run(finetune_config(**kw), quiet=quiet)
+    finish_distributed()
     if __name__ == '__main__' and not in_notebook(): sys.exit(0) # `python -m fgia_nb.train`: don't run later CLIs
 
 # %% ../nbs/04_finetune.ipynb #81043e43
