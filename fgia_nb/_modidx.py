@@ -284,6 +284,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'fgia_nb.predict.tta_logits': ('tta_predict.html#tta_logits', 'fgia_nb/predict.py'),
                                  'fgia_nb.predict.tta_views': ('tta_predict.html#tta_views', 'fgia_nb/predict.py'),
                                  'fgia_nb.predict.uniform_labels': ('tta_predict.html#uniform_labels', 'fgia_nb/predict.py'),
+                                 'fgia_nb.predict.write_index': ('tta_predict.html#write_index', 'fgia_nb/predict.py'),
                                  'fgia_nb.predict.write_logits': ('tta_predict.html#write_logits', 'fgia_nb/predict.py')},
             'fgia_nb.pseudo': { 'fgia_nb.pseudo._probs': ('pseudo_label.html#_probs', 'fgia_nb/pseudo.py'),
                                 'fgia_nb.pseudo.confidences': ('pseudo_label.html#confidences', 'fgia_nb/pseudo.py'),

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from .core import run_dir, RunRecord, outputs_root, read_run, atomic_path, atomic_write_text
-from .predict import (Logits, open_logits, check_aligned, read_rows, iter_chunks, logits_writer, write_logits,
+from .predict import (Logits, open_logits, check_aligned, read_rows, iter_chunks, logits_writer, write_logits, write_index,
                              softmax_np, _as_float, _check_finite, _prefetch, uniform_labels, synthetic_logits, tail_bias)
 
 # %% auto #0
@@ -169,8 +169,7 @@ def _scores_writer(folder:Path|str, paths:list, classes:list, sync_mb:int=128):
         yield write
         for x in futs + [sync[0]] * (sync[0] is not None): x.result()   # raises a failed write's error
         if n[0] != shape[0]: raise ValueError(f'{folder}: wrote {n[0]} rows for {shape[0]} paths')
-    with atomic_path(folder/'index.csv') as tmp: pd.DataFrame(dict(path=list(map(str, paths)))).to_csv(tmp, index=False)
-    atomic_write_text(folder/'classes.json', json.dumps(list(map(str, classes))))
+    write_index(folder, paths, classes)
 
 # %% ../nbs/08_ensemble.ipynb #85a43381
 def ensemble(models:list, # Logits folders (stage 05) or `Logits`, aligned

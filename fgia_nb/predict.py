@@ -13,9 +13,10 @@ from fastcore.imports import in_notebook
 from .core import atomic_path, atomic_write_text
 
 # %% auto #0
-__all__ = ['logits_writer', 'write_logits', 'Logits', 'open_logits', 'read_rows', 'iter_chunks', 'check_aligned', 'softmax_np',
-           'uniform_labels', 'tail_bias', 'synthetic_logits', 'default_answers', 'top1', 'tta_views', 'model_log_prior',
-           'tta_batches', 'tta_logits', 'shard_bounds', 'predict_checkpoint', 'predict_cli', 'launch_predict']
+__all__ = ['write_index', 'logits_writer', 'write_logits', 'Logits', 'open_logits', 'read_rows', 'iter_chunks', 'check_aligned',
+           'softmax_np', 'uniform_labels', 'tail_bias', 'synthetic_logits', 'default_answers', 'top1', 'tta_views',
+           'model_log_prior', 'tta_batches', 'tta_logits', 'shard_bounds', 'predict_checkpoint', 'predict_cli',
+           'launch_predict']
 
 # %% ../nbs/05_tta_predict.ipynb #16a18394
 def _check_finite(block:np.ndarray, start:int, what:str):
@@ -25,6 +26,12 @@ def _check_finite(block:np.ndarray, start:int, what:str):
         r, c = np.argwhere(bad)[0]
         kind = 'NaN' if np.isnan(block[r, c]) else f'{block[r, c]} (outside float16 range?)'
         raise ValueError(f'{what}: {kind} at row {start+r}, column {c}')
+
+def write_index(folder:Path|str, paths:list, classes:list):
+    "The row and column names of a logits folder: `index.csv` (a `path` column, row order) and `classes.json`."
+    folder = Path(folder)
+    with atomic_path(folder/'index.csv') as tmp: pd.DataFrame(dict(path=list(map(str, paths)))).to_csv(tmp, index=False)
+    atomic_write_text(folder/'classes.json', json.dumps(list(map(str, classes))))
 
 @contextlib.contextmanager
 def logits_writer(folder:Path|str, # Output folder
@@ -51,8 +58,7 @@ def logits_writer(folder:Path|str, # Output folder
             f.write(b16.tobytes()); done[0] += len(b16)
         yield write
         if done[0] != shape[0]: raise ValueError(f'{folder}: wrote {done[0]} rows for {shape[0]} paths')
-    with atomic_path(folder/'index.csv') as tmp: pd.DataFrame(dict(path=list(map(str, paths)))).to_csv(tmp, index=False)
-    atomic_write_text(folder/'classes.json', json.dumps(list(map(str, classes))))
+    write_index(folder, paths, classes)
 
 def write_logits(folder:Path|str, arr:np.ndarray, paths:list, classes:list, name:str='logits', chunk:int=8192)->Path:
     "Write a whole (N, C) array as a logits folder."
