@@ -30,13 +30,13 @@ from .core import atomic_path, atomic_write_text, run_dir, project_root, outputs
 from .data import init_distributed, to_distributed, finish_distributed
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'ARCH_DEFAULTS', 'flatten_state', 'unflatten_state', 'rng_state', 'set_rng_state', 'unwrap_model',
-           'save_checkpoint', 'Checkpoint', 'checkpoint_meta', 'read_checkpoint', 'gather_objects', 'checkpoint_path',
-           'list_checkpoints', 'last_checkpoint', 'Checkpointer', 'loss_state', 'load_training_state', 'adamw',
-           'warmup_cosine', 'group_lrs', 'fit_resumable', 'finetune_config', 'model_config', 'build_model',
-           'load_model', 'build_loss', 'param_groups', 'check_img_size', 'check_manifest', 'preflight', 'AMP',
-           'make_learner', 'make_dls', 'DistributedCheck', 'fit_run', 'train_cli', 'cli_args', 'launch',
-           'train_step_bench', 'bench_train']
+__all__ = ['DEFAULTS', 'ARCH_DEFAULTS', 'UNDECODABLE', 'flatten_state', 'unflatten_state', 'rng_state', 'set_rng_state',
+           'unwrap_model', 'save_checkpoint', 'Checkpoint', 'checkpoint_meta', 'read_checkpoint', 'gather_objects',
+           'checkpoint_path', 'list_checkpoints', 'last_checkpoint', 'Checkpointer', 'loss_state',
+           'load_training_state', 'adamw', 'warmup_cosine', 'group_lrs', 'fit_resumable', 'finetune_config',
+           'model_config', 'build_model', 'load_model', 'build_loss', 'param_groups', 'check_img_size',
+           'check_manifest', 'preflight', 'AMP', 'make_learner', 'undo_cleaning', 'make_dls', 'DistributedCheck',
+           'fit_run', 'train_cli', 'cli_args', 'launch', 'train_step_bench', 'bench_train']
 
 # %% ../nbs/04_finetune.ipynb #cce3ea10
 def flatten_state(obj, # A nested structure of dicts, lists, tuples, tensors and JSON scalars (e.g. an optimizer `state_dict()`)
@@ -323,6 +323,7 @@ def finetune_config(
     weights:str=None, # A weights file to start from instead (e.g. the MAE encoder of stage 02)
     train_manifest:str=None, # Stage-00 manifest (default: outputs/<experiment>/00_data_clean/default/manifest.parquet)
     classes:str=None, # classes.json (default: beside the manifest)
+    uncleaned:bool=False, # Ignore stage 00's cleaning rules: train on every decodable image (the ablation's baseline)
     pseudo_manifests:list=None, # Pseudo-label manifests of stage 06 to add
     soft:bool=False, # Use the pseudo manifests' soft targets
     crop:str=None, # 'rrc' (RandomResizedCrop) or 'resize' (square resize, Swin-V2)
@@ -475,6 +476,14 @@ def make_learner(cfg:dict, # A run configuration (`finetune_config`)
     return learn
 
 # %% ../nbs/04_finetune.ipynb #6c5877a8
+UNDECODABLE = ('unreadable', 'not_image', 'truncated', 'too_large')
+
+def undo_cleaning(man:pd.DataFrame)->pd.DataFrame:
+    "The manifest as if stage 00's rules had not run: only rows that cannot be decoded (`UNDECODABLE`) stay dropped."
+    man = man.copy(); back = (man.status == 'dropped') & ~man.reason.isin(UNDECODABLE)
+    man.loc[back, ['status', 'reason']] = ['ok', '']
+    return man
+
 def _timm_name(arch):
     from fgia_nb.backbones import resolve_arch
     return resolve_arch(arch)[0].split('.')[0]
@@ -483,6 +492,7 @@ def make_dls(cfg:dict):
     "Training (and held-out) loaders for the run `cfg`."
     from fgia_nb.data import get_dls, load_manifest, data_config
     man = load_manifest(cfg['train_manifest'])
+    if cfg.get('uncleaned'): man = undo_cleaning(man)
     if cfg['max_items']:
         tr = man[(man.split == 'train') & (man.status != 'dropped')]
         keep = tr.sample(min(cfg['max_items'], len(tr)), random_state=cfg['seed']).index
@@ -570,7 +580,7 @@ def train_cli(arch:str='vit_demo', img_size:int=None, epochs:int=None, bs:int=No
               wd:float=None, layer_decay:float=None, warmup:float=None, head:str=None, sub_centers:int=None,
               margin_min:float=None, margin_max:float=None, scale:float=None, loss:str=None, eql_tau:float=None,
               mixup:float=None, cutmix:float=None, label_smoothing:float=None, drop_path:float=None, pretrained:bool_arg=None,
-              weights:str=None, train_manifest:str=None, classes:str=None, pseudo_manifests:str=None, soft:bool_arg=False,
+              weights:str=None, train_manifest:str=None, classes:str=None, uncleaned:bool_arg=False, pseudo_manifests:str=None, soft:bool_arg=False,
               crop:str=None, auto_augment:str=None, re_prob:float=None, balance:float=None, valid_pct:float=None,
               max_items:int=None, seed:int=0, experiment:str='demo', run:str=None, out_dir:str=None, num_processes:int=1,
               precision:str=None, channels_last:bool_arg=None, compile:bool_arg=None, keep_last:int=None,
