@@ -35,8 +35,8 @@ __all__ = ['DEFAULTS', 'ARCH_DEFAULTS', 'UNDECODABLE', 'flatten_state', 'unflatt
            'checkpoint_path', 'list_checkpoints', 'last_checkpoint', 'Checkpointer', 'loss_state',
            'load_training_state', 'adamw', 'warmup_cosine', 'group_lrs', 'fit_resumable', 'finetune_config',
            'model_config', 'build_model', 'load_model', 'build_loss', 'param_groups', 'check_img_size',
-           'check_manifest', 'preflight', 'AMP', 'make_learner', 'undo_cleaning', 'make_dls', 'DistributedCheck',
-           'fit_run', 'train_cli', 'cli_args', 'launch', 'train_step_bench', 'bench_train']
+           'check_manifest', 'preflight', 'AMP', 'make_learner', 'undo_cleaning', 'subsample_pseudo', 'make_dls',
+           'DistributedCheck', 'fit_run', 'train_cli', 'cli_args', 'launch', 'train_step_bench', 'bench_train']
 
 # %% ../nbs/04_finetune.ipynb #cce3ea10
 def flatten_state(obj, # A nested structure of dicts, lists, tuples, tensors and JSON scalars (e.g. an optimizer `state_dict()`)
@@ -282,7 +282,7 @@ DEFAULTS = dict(img_size=224, epochs=30, bs=32, lr=1e-3, min_lr=1e-6, wd=0.05, l
                 head='arcface', sub_centers=3, margin_min=0.05, margin_max=0.5, scale=30., loss='ce', eql_tau=1.,
                 mixup=0., cutmix=0., label_smoothing=0., drop_path=0.1, pretrained=True, crop='rrc',
                 auto_augment='rand-m9-n2-mstd0.5', re_prob=0.25, balance=0., valid_pct=0., precision='auto',
-                channels_last=False, compile=False, keep_last=5, num_workers=8, max_items=0)
+                channels_last=False, compile=False, keep_last=5, num_workers=8, max_items=0, max_pseudo=0)
 
 _SWIN_L = dict(img_size=384, epochs=20, bs=16, lr=1e-4, min_lr=1e-5, layer_decay=1.0, warmup=2., drop_path=0.2,
                crop='resize', channels_last=True)
@@ -326,6 +326,7 @@ def finetune_config(
     uncleaned:bool=False, # Ignore stage 00's cleaning rules: train on every decodable image (the ablation's baseline)
     pseudo_manifests:list=None, # Pseudo-label manifests of stage 06 to add
     soft:bool=False, # Use the pseudo manifests' soft targets
+    max_pseudo:int=None, # Use at most this many pseudo-labelled items, drawn across the pseudo manifests (0: all)
     crop:str=None, # 'rrc' (RandomResizedCrop) or 'resize' (square resize, Swin-V2)
     auto_augment:str=None, # timm RandAugment spec, or 'none'
     re_prob:float=None, # RandomErasing probability
@@ -484,6 +485,20 @@ def undo_cleaning(man:pd.DataFrame)->pd.DataFrame:
     man.loc[back, ['status', 'reason']] = ['ok', '']
     return man
 
+def subsample_pseudo(paths:list, # Pseudo-label manifests
+                     n:int, # Rows to keep in all (0: all)
+                     seed:int=0)->list:
+    "The manifests (as DataFrames) with all but `n` usable rows marked dropped, spread evenly; row order, and so `soft.npy`, unchanged."
+    from fgia_nb.data import load_manifest
+    dfs = [load_manifest(p).copy() for p in paths]
+    if not n: return dfs
+    ok = [np.flatnonzero((d.status != 'dropped').values & d.label.notna().values) for d in dfs]
+    total, rng = sum(map(len, ok)), np.random.default_rng(seed)
+    for d, k in zip(dfs, ok):
+        drop = np.setdiff1d(k, rng.choice(k, min(len(k), round(n * len(k) / total)), replace=False))
+        d.iloc[drop, d.columns.get_loc('status')] = 'dropped'
+    return dfs
+
 def _timm_name(arch):
     from fgia_nb.backbones import resolve_arch
     return resolve_arch(arch)[0].split('.')[0]
@@ -497,8 +512,9 @@ def make_dls(cfg:dict):
         tr = man[(man.split == 'train') & (man.status != 'dropped')]
         keep = tr.sample(min(cfg['max_items'], len(tr)), random_state=cfg['seed']).index
         man = man[(man.split != 'train') | man.index.isin(keep)]
+    pseudo = subsample_pseudo(cfg['pseudo_manifests'], cfg.get('max_pseudo') or 0, cfg['seed'])
     aa = None if cfg['auto_augment'] in (None, 'none') else cfg['auto_augment']
-    dls = get_dls(man, cfg['classes'], cfg['pseudo_manifests'], cfg['soft'], cfg['valid_pct'], size=cfg['img_size'],
+    dls = get_dls(man, cfg['classes'], pseudo, cfg['soft'], cfg['valid_pct'], size=cfg['img_size'],
                   crop=cfg['crop'], cfg=data_config(_timm_name(cfg['arch'])), bs=cfg['bs'],
                   num_workers=cfg['num_workers'], seed=cfg['seed'], balance=cfg['balance'], auto_augment=aa, re_prob=cfg['re_prob'])
     return dls.to(default_device())
@@ -580,7 +596,7 @@ def train_cli(arch:str='vit_demo', img_size:int=None, epochs:int=None, bs:int=No
               wd:float=None, layer_decay:float=None, warmup:float=None, head:str=None, sub_centers:int=None,
               margin_min:float=None, margin_max:float=None, scale:float=None, loss:str=None, eql_tau:float=None,
               mixup:float=None, cutmix:float=None, label_smoothing:float=None, drop_path:float=None, pretrained:bool_arg=None,
-              weights:str=None, train_manifest:str=None, classes:str=None, uncleaned:bool_arg=False, pseudo_manifests:str=None, soft:bool_arg=False,
+              weights:str=None, train_manifest:str=None, classes:str=None, uncleaned:bool_arg=False, pseudo_manifests:str=None, soft:bool_arg=False, max_pseudo:int=None,
               crop:str=None, auto_augment:str=None, re_prob:float=None, balance:float=None, valid_pct:float=None,
               max_items:int=None, seed:int=0, experiment:str='demo', run:str=None, out_dir:str=None, num_processes:int=1,
               precision:str=None, channels_last:bool_arg=None, compile:bool_arg=None, keep_last:int=None,
