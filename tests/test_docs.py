@@ -5,7 +5,7 @@ Needs Debian's `chromium` and `chromium-driver` (`make browser`) and selenium (t
 import os, sys, time, shutil, signal, socket, secrets, threading, subprocess, functools, json, urllib.request, urllib.error
 from http.server import ThreadingHTTPServer, SimpleHTTPRequestHandler
 from pathlib import Path
-import pytest
+import pytest, psutil
 from fgia_nb.core import project_root
 from fgia_nb.docs import build_docs, doc_notebooks, nb_title
 
@@ -63,7 +63,7 @@ def _wait(d, cond, timeout, what):
     try: return WebDriverWait(d, timeout, poll_frequency=0.25).until(cond)
     except TimeoutException: pytest.fail(f'{what} within {timeout} s (page title {d.title!r})')
 
-def test_docs_site(site, browser, tmp_path):
+def test_docs_site(browser, site, tmp_path):
     "The index lists every notebook by title; following its link opens the stage page with its prose and plots."
     from selenium.webdriver.common.by import By
     out, url = site
@@ -136,6 +136,8 @@ def jupyterlab(tmp_path):
             time.sleep(0.5)
         yield base, token
     finally:
+        try: started = psutil.Process(proc.pid).children(recursive=True)   # kernels run in their own sessions
+        except psutil.Error: started = []
         try:   # the clean way: the server shuts its kernels down and exits
             urllib.request.urlopen(urllib.request.Request(f'{base}/api/shutdown', method='POST',
                                                           headers={'Authorization': f'token {token}'}), timeout=5)
@@ -145,9 +147,12 @@ def jupyterlab(tmp_path):
             os.killpg(proc.pid, signal.SIGTERM)
             try: proc.wait(10)
             except subprocess.TimeoutExpired: os.killpg(proc.pid, signal.SIGKILL); proc.wait(10)
+        for p in started:   # whatever the server left behind
+            try: p.kill()
+            except psutil.Error: pass
         log.close()
 
-def test_jupyterlab_opens_stage_notebook(jupyterlab, browser, tmp_path):
+def test_jupyterlab_opens_stage_notebook(browser, jupyterlab, tmp_path):
     "`nbs/00_data_clean.ipynb` opened in JupyterLab renders: its title cell, its code cells and a plot."
     from selenium.webdriver.common.by import By
     base, token = jupyterlab
