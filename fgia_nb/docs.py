@@ -76,10 +76,12 @@ def quarto_opts(cell):
     if d.get('echo') == 'false': cell.setdefault('metadata', {}).setdefault('transient', {})['remove_source'] = True
     if d.get('output') == 'false' and 'outputs' in cell: cell['outputs'] = []
 
-# %% ../nbs/11_docs.ipynb #8c93ee57
+# %% ../nbs/11_docs.ipynb #4c5cd03d
 class NbdevDocs(Preprocessor):
     "nbconvert preprocessor: process a notebook the way nbdev's docs do, from its saved outputs."
-    def __init__(self, lib:str='fgia_nb', **kw): super().__init__(**kw); self.lib = lib
+    def __init__(self,
+                 lib:str='fgia_nb', # Package holding the notebooks' exported modules
+                 **kw): super().__init__(**kw); self.lib = lib
     def module(self, nb):
         "The exported module of `nb` (from its `default_exp`), or None."
         exp = next((c.directives_['default_exp'] for c in nb.cells if c.cell_type == 'code' and 'default_exp' in c.directives_), None)
