@@ -9,7 +9,7 @@ STAMP := $(VENV)/.fgia-installed
 TORCH := torch==2.14.1 torchvision==0.29.1
 EXP ?= demo
 
-.PHONY: demo test data export-check nbtest pytest bench-clean bench-mae bench-train bench-data bench-post readme clean-outputs
+.PHONY: demo test data docs browser export-check nbtest pytest bench-clean bench-mae bench-train bench-data bench-post readme clean-outputs
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,11 +26,13 @@ data: $(STAMP)
 	  { apt-get update -qq >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1; } || true; fi
 	@$(BIN)/python -c "from fgia_nb.sources import fashion_mnist_dir; print('Fashion-MNIST:', fashion_mnist_dir(download=True))"
 
+# The whole recipe on the default dataset: raw data -> scored test-B submission and the ablation table.
+# Run it again and it skips what is done; interrupted, it picks up where it stopped.
+RECIPE ?= recipes/demo.yaml
 demo: data
 	$(BIN)/fgia-default-data
-	@mkdir -p outputs/$(EXP)/00_data_clean/default
-	$(BIN)/papermill --cwd nbs --log-level WARNING nbs/00_data_clean.ipynb outputs/$(EXP)/00_data_clean/default/00_data_clean.ipynb -p experiment $(EXP)
-	@cat outputs/$(EXP)/00_data_clean/default/report.md
+	$(BIN)/fgia run $(RECIPE) --experiment $(EXP)
+	@cat outputs/$(EXP)/ablation.md
 
 # The exported modules must be exactly what nbdev-export makes of the notebooks.
 export-check: $(STAMP)
@@ -43,8 +45,20 @@ nbtest: $(STAMP) data
 	$(BIN)/fgia-default-data
 	$(BIN)/nbdev-test --n-workers 2 --timing
 
-pytest: $(STAMP) data
+# Headless Chromium and its driver for tests/test_docs.py (Debian packages; installed when root).
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+	  { apt-get update -qq >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }; \
+	else echo "the browser tests need chromium and chromedriver: as root, apt-get install -y chromium chromium-driver"; exit 1; fi
+
+pytest: $(STAMP) data browser
 	$(BIN)/pytest
+
+# The documentation: Quarto's site where quarto is installed, else HTML pages of the executed notebooks in _docs/.
+docs: $(STAMP)
+	$(BIN)/fgia-docs
 
 test: export-check nbtest pytest
 

@@ -1,0 +1,65 @@
+"End to end: a small real recipe, killed in the middle of fine-tuning and run again, gives the same submission."
+import os, sys, json, time, signal, subprocess
+from pathlib import Path
+import pytest
+from fgia_nb.core import project_root, read_run
+
+FGIA = str(Path(sys.executable).parent/'fgia')   # the console script `pip install -e .` makes
+
+RECIPE = """
+experiment: {exp}
+params: {{valid_pct: 0}}
+steps:
+  - {{name: clean, notebook: 00_data_clean}}
+  - {{name: vit, notebook: 04_finetune, params: {{arch: vit_demo, head: linear, loss: logit_adjusted, epochs: 4, max_items: 1500, run: vit}}}}
+  - {{name: predict, notebook: 05_tta_predict, params: {{train_run: vit, split: testb}}}}
+  - {{name: ensemble, notebook: 08_ensemble, params: {{split: testb, models: '{{out}}/05_tta_predict/vit-testb', weighting: equal}}}}
+  - {{name: redistribute, notebook: 09_redistribute, params: {{split: testb}}}}
+"""
+
+def fgia(*args, env, **kw):
+    return subprocess.Popen([FGIA, *args], cwd=project_root(), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)
+
+def finish(p, timeout=900):
+    out, _ = p.communicate(timeout=timeout)
+    assert p.returncode == 0, out[-3000:]
+    return out
+
+@pytest.fixture
+def env(tmp_path):
+    return {**os.environ, 'FGIA_OUTPUTS': str(tmp_path/'outputs'), 'PYTHONWARNINGS': 'ignore'}
+
+def write(tmp_path, exp):
+    p = tmp_path/f'{exp}.yaml'; p.write_text(RECIPE.format(exp=exp)); return p
+
+def test_kill_and_rerun_gives_the_same_submission(tmp_path, env):
+    out = tmp_path/'outputs'
+    finish(fgia('run', str(write(tmp_path, 'whole')), env=env))
+    whole = (out/'whole'/'09_redistribute'/'testb'/'pred_results.csv').read_bytes()
+
+    rec = write(tmp_path, 'killed'); run = out/'killed'/'04_finetune'/'vit'
+    p = fgia('run', str(rec), env=env)
+    t0 = time.time()
+    while not list(run.glob('epoch_001.safetensors')):   # killed after the first epoch's checkpoint
+        assert p.poll() is None and time.time() - t0 < 600, 'the recipe ended before it could be killed'
+        time.sleep(0.2)
+    os.killpg(p.pid, signal.SIGKILL); p.wait()
+    time.sleep(3)                                           # the orphaned kernel notices its parent is gone and exits
+    assert json.loads((out/'killed'/'recipe'/'steps'/'vit.json').read_text())['status'] == 'running'
+    assert not (out/'killed'/'09_redistribute').exists()
+    for f in out.rglob('*'):                                # every file that has its final name is whole
+        if f.suffix == '.json' and not f.name.startswith('.'): json.loads(f.read_text())
+
+    log = finish(fgia('run', str(rec), env=env))
+    summary = (out/'killed'/'recipe'/'summary.csv').read_text()
+    assert 'clean,00_data_clean,skipped' in summary and 'vit,04_finetune,ran' in summary, summary
+    assert read_run(run)['metrics']['start_epoch'] >= 1        # resumed from its checkpoint, not started over
+    assert (out/'killed'/'09_redistribute'/'testb'/'pred_results.csv').read_bytes() == whole
+    again = finish(fgia('run', str(rec), env=env))
+    assert '0 step(s) ran, 5 skipped' in again, again
+
+def test_bad_recipe_says_what_is_wrong(tmp_path, env):
+    p = tmp_path/'bad.yaml'; p.write_text(RECIPE.format(exp='bad').replace('epochs: 4', 'epoch: 4'))
+    r = subprocess.run([FGIA, 'run', str(p)], cwd=project_root(), env=env, capture_output=True, text=True)
+    assert r.returncode != 0 and "step 'vit': 04_finetune.ipynb has no parameter(s) ['epoch']" in r.stderr, r.stderr
