@@ -75,6 +75,7 @@ bench-post: $(STAMP)
 
 readme: $(STAMP)
 	$(BIN)/jupyter nbconvert --to markdown nbs/index.ipynb --output-dir . --output README --log-level WARN
+	sed -i 's|](images/|](nbs/images/|g' README.md
 
 clean-outputs:
 	rm -rf outputs
