@@ -347,6 +347,8 @@ def show_reconstructions(model:nn.Module, imgs:torch.Tensor, # Normalised images
     return fig
 
 # %% ../nbs/02_mae_pretrain.ipynb #34d813ce
+from fastai.torch_core import set_seed
+
 def _world()->tuple[int,int]: return int(os.environ.get('WORLD_SIZE', 1)), int(os.environ.get('RANK', 0))
 
 def pretrain(items:list, # Image paths (see `image_items`)
@@ -358,7 +360,7 @@ def pretrain(items:list, # Image paths (see `image_items`)
              valid_pct:float=0.05, seed:int=42, num_workers:int=0, show_bar:bool=True)->dict:
     "Pretrain `arch` on `items` with MAE or SimMIM; write its outputs to `out_dir`; return the metrics."
     init_distributed()
-    torch.manual_seed(seed); np.random.seed(seed)
+    set_seed(seed)  # python's `random` too: fastai's loader order and augmentations draw from it
     enc = create_encoder(arch, img_size=img_size, init=init)
     model = mim_model(enc, mask_ratio, decoder_dim, decoder_depth, decoder_heads, norm_pix, mask_patch)
     img_size = img_size or enc.patch_embed.img_size[0]

@@ -11,7 +11,9 @@ experiment: {exp}
 params: {{valid_pct: 0}}
 steps:
   - {{name: clean, notebook: 00_data_clean}}
-  - {{name: vit, notebook: 04_finetune, params: {{arch: vit_demo, head: linear, loss: logit_adjusted, epochs: 4, max_items: 1500, run: vit}}}}
+  - {{name: mae, notebook: 02_mae_pretrain, params: {{arch: vit_demo, epochs: 1, max_images: 800, evaluate: false}}}}
+  - {{name: vit, notebook: 04_finetune, params: {{arch: vit_demo, head: linear, loss: logit_adjusted, epochs: 4, max_items: 1500, run: vit,
+      weights: '{{out}}/02_mae_pretrain/vit_demo/encoder.safetensors'}}}}
   - {{name: predict, notebook: 05_tta_predict, params: {{train_run: vit, split: testb}}}}
   - {{name: ensemble, notebook: 08_ensemble, params: {{split: testb, models: '{{out}}/05_tta_predict/vit-testb', weighting: equal}}}}
   - {{name: redistribute, notebook: 09_redistribute, params: {{split: testb}}}}
@@ -53,11 +55,11 @@ def test_kill_and_rerun_gives_the_same_submission(tmp_path, env):
 
     log = finish(fgia('run', str(rec), env=env))
     summary = (out/'killed'/'recipe'/'summary.csv').read_text()
-    assert 'clean,00_data_clean,skipped' in summary and 'vit,04_finetune,ran' in summary, summary
+    assert 'clean,00_data_clean,skipped' in summary and 'mae,02_mae_pretrain,skipped' in summary and 'vit,04_finetune,ran' in summary, summary
     assert read_run(run)['metrics']['start_epoch'] >= 1        # resumed from its checkpoint, not started over
     assert (out/'killed'/'09_redistribute'/'testb'/'pred_results.csv').read_bytes() == whole
     again = finish(fgia('run', str(rec), env=env))
-    assert '0 step(s) ran, 5 skipped' in again, again
+    assert '0 step(s) ran, 6 skipped' in again, again
 
 def test_bad_recipe_says_what_is_wrong(tmp_path, env):
     p = tmp_path/'bad.yaml'; p.write_text(RECIPE.format(exp='bad').replace('epochs: 4', 'epoch: 4'))
