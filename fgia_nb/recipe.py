@@ -14,7 +14,7 @@ __all__ = ['read_recipe', 'fill', 'notebook_path', 'notebook_params', 'expand_st
            'state_path', 'read_state', 'runs_since', 'is_done', 'RecipeError', 'run_step', 'run_recipe', 'score_row',
            'ablation', 'md_table', 'plot_ablation', 'write_ablation', 'main']
 
-# %% ../nbs/10_recipe.ipynb #044b3770
+# %% ../nbs/10_recipe.ipynb #cdc6dbce
 _KEYS = {'experiment', 'description', 'vars', 'params', 'steps', 'ablation'}
 
 def read_recipe(path:Path|str # A recipe YAML file
@@ -25,7 +25,6 @@ def read_recipe(path:Path|str # A recipe YAML file
     r = yaml.safe_load(p.read_text()) or {}
     if not isinstance(r, dict) or not isinstance(r.get('steps'), list): raise ValueError(f'{p}: a recipe is a mapping with a `steps` list')
     if set(r) - _KEYS: raise ValueError(f'{p}: unknown top-level key(s) {sorted(set(r) - _KEYS)}; a recipe has {sorted(_KEYS)}')
-    r['_path'] = str(p.resolve())
     return r
 
 # %% ../nbs/10_recipe.ipynb #cef70e34
@@ -132,10 +131,10 @@ def is_done(state:dict|None, key:str)->bool:
     try: return all(read_run(o)['status'] == 'complete' for o in state['outputs'])
     except FileNotFoundError: return False
 
-# %% ../nbs/10_recipe.ipynb #0ef1b560
+# %% ../nbs/10_recipe.ipynb #3fbf2260
 class RecipeError(RuntimeError): "A recipe step failed."
 
-def run_step(step:dict, key:str, exp_dir:Path, index:int=0, log=print)->dict:
+def run_step(step:dict, key:str, exp_dir:Path, index:int=0)->dict:
     "Execute one step's notebook with papermill and record its state."
     import papermill as pm
     nb, name = Path(step['notebook']), step['name']
@@ -174,7 +173,7 @@ def _clear_stale(state:dict, exp_dir:Path, log):
         if Path(o).resolve().is_relative_to(Path(exp_dir).resolve()) and Path(o).exists():
             log(f'    removing {o} (made with other parameters)'); shutil.rmtree(o)
 
-# %% ../nbs/10_recipe.ipynb #fba1d425
+# %% ../nbs/10_recipe.ipynb #500f8918
 def run_recipe(recipe:Path|str|dict, # A recipe file (or a `read_recipe` dict)
                experiment:str|None=None, # Overrides the recipe's experiment
                force:bool=False, # Run every step, even those that are done
@@ -187,17 +186,18 @@ def run_recipe(recipe:Path|str|dict, # A recipe file (or a `read_recipe` dict)
     steps = expand_steps(r, experiment, vars)
     exp_dir = outputs_root()/(experiment or r.get('experiment') or 'demo')
     rows, prev, t0 = [], '', time.time()
+    row = lambda s, action, wall_s: rows.append(dict(step=s['name'], notebook=Path(s['notebook']).stem, action=action, wall_s=wall_s))
     with _lock(exp_dir):
         for i, s in enumerate(steps):
             key = prev = step_key(s, prev, exp_dir); st = read_state(exp_dir, s['name'])
-            if not force and is_done(st, key): rows.append(dict(step=s['name'], notebook=Path(s['notebook']).stem, action='skipped', wall_s=st['wall_s']))
-            elif dry_run: rows.append(dict(step=s['name'], notebook=Path(s['notebook']).stem, action='would run', wall_s=None))
+            if not force and is_done(st, key): row(s, 'skipped', st['wall_s'])
+            elif dry_run: row(s, 'would run', None)
             else:
                 if st and st.get('key') != key: _clear_stale(st, exp_dir, log)
                 log(f"[{i+1}/{len(steps)}] {s['name']} ({Path(s['notebook']).stem}) ...")
-                st = run_step(s, key, exp_dir, i, log)
+                st = run_step(s, key, exp_dir, i)
                 log(f"    done in {st['wall_s']:.0f} s")
-                rows.append(dict(step=s['name'], notebook=Path(s['notebook']).stem, action='ran', wall_s=st['wall_s']))
+                row(s, 'ran', st['wall_s'])
             if until and s['name'] == until: break
         df = pd.DataFrame(rows)
         if not dry_run:
