@@ -57,6 +57,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'fgia_nb.core.RunRecord.path': ('core.html#runrecord.path', 'fgia_nb/core.py'),
                               'fgia_nb.core._hash_input': ('core.html#_hash_input', 'fgia_nb/core.py'),
                               'fgia_nb.core._jsonable': ('core.html#_jsonable', 'fgia_nb/core.py'),
+                              'fgia_nb.core._log_run_dir': ('core.html#_log_run_dir', 'fgia_nb/core.py'),
                               'fgia_nb.core.atomic_path': ('core.html#atomic_path', 'fgia_nb/core.py'),
                               'fgia_nb.core.atomic_write_text': ('core.html#atomic_write_text', 'fgia_nb/core.py'),
                               'fgia_nb.core.class_names': ('core.html#class_names', 'fgia_nb/core.py'),

@@ -120,9 +120,17 @@ def _jsonable(o):
     if isinstance(o, Path): return str(o)
     return repr(o)
 
+def _log_run_dir(out_dir:Path):
+    "Append `out_dir` to the file `FGIA_RUN_LOG` names: how the recipe runner learns which run folders a step wrote."
+    log = os.environ.get('FGIA_RUN_LOG')
+    if not log: return
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    with open(log, 'a') as f: f.write(str(Path(out_dir).resolve()) + '\n')
+
 @patch
 def __enter__(self:RunRecord):
     self.t0, self.started = time.time(), datetime.now(timezone.utc).isoformat(timespec='seconds')
+    _log_run_dir(self.out_dir)
     self._write('running'); return self
 
 @patch
