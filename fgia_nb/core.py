@@ -12,7 +12,8 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['project_root', 'data_root', 'outputs_root', 'run_dir', 'atomic_path', 'atomic_write_text', 'file_sha1',
-           'tree_fingerprint', 'package_versions', 'git_commit', 'RunRecord', 'read_run', 'class_names']
+           'tree_fingerprint', 'package_versions', 'git_commit', 'RunRecord', 'read_run', 'class_names',
+           'parameters_cell', 'sync_parameters_cell', 'check_parameters_cell']
 
 # %% ../nbs/00a_core.ipynb #4deda0c9
 def project_root(start:Path|str|None=None # Folder to search upwards from (default: the working directory)
@@ -160,3 +161,69 @@ def class_names(n:int, # Number of classes
                 width:int=4)->list[str]:
     "Zero-padded class folder names, as the competition writes them."
     return [f'{i:0{width}d}' for i in range(n)]
+
+# %% ../nbs/00a_core.ipynb #0c65ae59
+import inspect, types, typing, difflib
+from fastcore.docments import docments
+from fastcore.nbio import read_nb, write_nb
+
+# %% ../nbs/00a_core.ipynb #7cf8df99
+def _type_name(t, imports:set|None=None)->str:
+    "`t` as papermill's inspection parses it (`Optional[int]` for `int|None`); adds the imports it needs to `imports`."
+    imports = set() if imports is None else imports
+    if t is type(None): return 'None'
+    origin, args = typing.get_origin(t), typing.get_args(t)
+    if origin in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        inner = _type_name(rest[0], imports) if len(rest) == 1 else f"Union[{', '.join(_type_name(a, imports) for a in rest)}]"
+        if len(rest) > 1: imports.add(('typing', 'Union'))
+        if len(rest) == len(args): return inner
+        imports.add(('typing', 'Optional'))
+        return f'Optional[{inner}]'
+    if origin is not None: return f"{_type_name(origin, imports)}[{', '.join(_type_name(a, imports) for a in args)}]"
+    if getattr(t, '__module__', 'builtins') != 'builtins': imports.add((t.__module__, t.__name__))
+    return getattr(t, '__name__', str(t))
+
+# %% ../nbs/00a_core.ipynb #c1797cc5
+def parameters_cell(f:callable # The stage's function: every parameter has a default, a type and a docment
+                   )->str:
+    "The papermill `parameters` cell of `f`: one `name: Type = default  # doc` line per parameter."
+    hints, docs, imports, rows = typing.get_type_hints(f), docments(f, full=True), set(), []
+    for name, p in inspect.signature(f).parameters.items():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD): continue
+        if p.default is p.empty: raise ValueError(f'parameters_cell: {f.__name__}({name}) has no default')
+        if name not in hints: raise ValueError(f'parameters_cell: {f.__name__}({name}) has no type annotation')
+        rows.append((f'{name}: {_type_name(hints[name], imports)}', repr(p.default), docs[name]['docment'] or ''))
+    w0, w1 = (max(len(r[i]) for r in rows) for i in (0, 1))
+    lines = [f'{a:<{w0}} = {v:<{w1}}  # {d}'.rstrip(' #') for a, v, d in rows]
+    bad = [l for l in lines if l.count('=') > 1]
+    if bad: raise ValueError(f"parameters_cell: papermill skips a line with more than one '=': {bad[0]!r}")
+    mods = sorted({m for m, _ in imports})
+    head = [f"from {m} import {', '.join(sorted(n for mm, n in imports if mm == m))}" for m in mods]
+    return '\n'.join(head + lines)
+
+# %% ../nbs/00a_core.ipynb #ce321215
+def _parameters_cell_of(nb:dict, path):
+    cells = [c for c in nb['cells'] if 'parameters' in c.get('metadata', {}).get('tags', [])]
+    if len(cells) != 1: raise ValueError(f'{path}: expected one cell tagged `parameters`, found {len(cells)}')
+    return cells[0]
+
+def sync_parameters_cell(nb:Path|str, # A stage notebook
+                         f:callable # The function whose signature holds the stage's settings
+                        )->bool:
+    "Rewrite the `parameters` cell of `nb` from `f`'s signature; True if it changed."
+    nbd = read_nb(nb); cell, new = _parameters_cell_of(nbd, nb), parameters_cell(f)
+    if cell['source'] == new: return False
+    cell['source'] = new
+    write_nb(nbd, nb)
+    return True
+
+# %% ../nbs/00a_core.ipynb #26972fa6
+def check_parameters_cell(nb:Path|str, # A stage notebook
+                          f:callable # The function whose signature holds the stage's settings
+                         ):
+    "Raise `ValueError`, naming the differing lines, unless `nb`'s `parameters` cell is `parameters_cell(f)`."
+    found, want = _parameters_cell_of(read_nb(nb), nb)['source'].splitlines(), parameters_cell(f).splitlines()
+    diff = [l for l in difflib.ndiff(want, found) if l[:2] in ('- ', '+ ')]
+    if diff: raise ValueError(f'The parameters cell of {Path(nb).name} differs from {f.__name__}() '
+                              f'(- signature, + cell); run sync_parameters_cell:\n' + '\n'.join(diff))
