@@ -4,15 +4,17 @@
 
 # %% ../nbs/10_recipe.ipynb #7589c2af
 from __future__ import annotations
-import os, re, sys, json, time, shutil, hashlib, argparse, contextlib, tempfile, functools
+import os, re, ast, sys, json, time, shutil, hashlib, argparse, contextlib, tempfile, functools
 from pathlib import Path
-import yaml, numpy as np, pandas as pd
-from .core import project_root, outputs_root, data_root, atomic_write_text, atomic_path, file_sha1, tree_fingerprint, read_run
+import yaml, nbformat, pandas as pd
+from .core import project_root, outputs_root, data_root, atomic_write_text, atomic_path, file_sha1
+from .core import tree_fingerprint, read_run
 
 # %% auto #0
-__all__ = ['read_recipe', 'fill', 'notebook_path', 'notebook_params', 'expand_steps', 'code_fingerprint', 'step_key',
-           'state_path', 'read_state', 'runs_since', 'is_done', 'RecipeError', 'run_step', 'run_recipe', 'score_row',
-           'ablation', 'md_table', 'plot_ablation', 'write_ablation', 'main']
+__all__ = ['read_recipe', 'fill', 'notebook_path', 'notebook_params', 'expand_steps', 'notebook_imports', 'step_notebook',
+           'fgia_imports', 'module_closure', 'code_fingerprint', 'param_paths', 'step_key', 'step_reads', 'read_keys',
+           'state_path', 'read_state', 'logged_runs', 'is_done', 'RecipeError', 'step_timings', 'run_step',
+           'clear_stale', 'run_recipe', 'score_row', 'ablation', 'md_table', 'plot_ablation', 'write_ablation', 'main']
 
 # %% ../nbs/10_recipe.ipynb #cdc6dbce
 _KEYS = {'experiment', 'description', 'vars', 'params', 'steps', 'ablation'}
@@ -80,38 +82,124 @@ def expand_steps(recipe:dict, # From `read_recipe`
     if len(set(names)) < len(names): raise ValueError(f'step names must be unique: {sorted({n for n in names if names.count(n) > 1})}')
     return steps
 
-# %% ../nbs/10_recipe.ipynb #63325094
-def _stage_no(p:Path): m = re.match(r'(\d+)', Path(p).name); return int(m[1]) if m else None
+# %% ../nbs/10_recipe.ipynb #be829ec5
+def _strip_directives(src:str)->str: return '\n'.join(l for l in src.splitlines() if not l.lstrip().startswith(('#|', '%', '!')))
 
+def _parse(src:str):
+    try: return ast.parse(_strip_directives(src))
+    except SyntaxError: return None
+
+def notebook_imports(cells:list # Code cells
+                    )->list[str]:
+    "The top-level `import` statements of `cells`, in order, each once (`from __future__` left out)."
+    out = []
+    for c in cells:
+        tree, src = _parse(c.source), _strip_directives(c.source)
+        for node in (tree.body if tree else []):
+            if isinstance(node, ast.ImportFrom) and node.module == '__future__': continue
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and (s := ast.get_source_segment(src, node)) not in out: out.append(s)
+    return out
+
+# %% ../nbs/10_recipe.ipynb #32618894
+def _is_params(c)->bool: return c.cell_type == 'code' and 'parameters' in c.metadata.get('tags', [])
+
+def step_notebook(nb:Path|str # A stage notebook
+                 )->nbformat.NotebookNode:
+    "What a recipe step runs of `nb`: one cell of its imports, its `parameters` cell and every cell after it."
+    nb = nbformat.read(nb, as_version=4)
+    i = next((i for i, c in enumerate(nb.cells) if _is_params(c)), None)
+    if i is None: return nb
+    imports = notebook_imports([c for c in nb.cells[:i] if c.cell_type == 'code'])
+    exp = [m[1] for c in nb.cells[:i] if (m := re.search(r'^#\|\s*default_exp\s+(\S+)', c.source, re.M))]
+    imports += [f'from fgia_nb.{m} import *' for m in exp[:1]]
+    head = nbformat.v4.new_code_cell('\n'.join(imports), id='fgia-imports')
+    return nbformat.v4.new_notebook(cells=[head, *nb.cells[i:]], metadata=nb.metadata)
+
+# %% ../nbs/10_recipe.ipynb #55df8274
+def fgia_imports(src:str # Python code (a module, or a notebook cell)
+                )->set[str]:
+    "The `fgia_nb` modules that `src` imports anywhere (inside functions too; relative imports are `fgia_nb`'s own)."
+    mods, tree = set(), _parse(src)
+    for node in (ast.walk(tree) if tree else []):
+        if isinstance(node, ast.Import): mods |= {a.name.split('.')[1] for a in node.names if a.name.startswith('fgia_nb.')}
+        elif isinstance(node, ast.ImportFrom):
+            m = node.module or ''
+            if node.level or m == 'fgia_nb': mods |= {m.split('.')[0]} if m and m != 'fgia_nb' else {a.name for a in node.names}
+            elif m.startswith('fgia_nb.'): mods.add(m.split('.')[1])
+    return mods
+
+# %% ../nbs/10_recipe.ipynb #a20d8c52
+def module_closure(mods:set # Module names of `fgia_nb`, e.g. {'train'}
+                  )->list[str]:
+    "`mods` and every `fgia_nb` module they import, transitively, sorted."
+    import fgia_nb
+    pkg, seen, todo = Path(fgia_nb.__file__).parent, set(), list(mods)
+    while todo:
+        m = todo.pop()
+        if m in seen or not (pkg/f'{m}.py').exists(): continue
+        seen.add(m)
+        todo += fgia_imports((pkg/f'{m}.py').read_text())
+    return sorted(seen)
+
+# %% ../nbs/10_recipe.ipynb #63325094
 def code_fingerprint(nb:Path|str # A stage notebook
                     )->str:
-    "sha1 of the notebook's code cells and of the `fgia_nb` modules exported from notebooks numbered up to its own."
-    nb = Path(nb); h = hashlib.sha1()
-    for c in json.loads(nb.read_text())['cells']:
-        if c['cell_type'] == 'code': h.update(''.join(c['source']).encode())
-    n = _stage_no(nb)
+    "sha1 of what a step runs of `nb` (`step_notebook`) and of the `fgia_nb` modules that code imports, transitively."
     import fgia_nb
-    for m in sorted(Path(fgia_nb.__file__).parent.glob('*.py')):
-        src = m.read_text(); edit = re.search(r'File to edit: \.\./nbs/(\S+)', src[:300])
-        if edit and (n is None or (_stage_no(edit[1]) or 0) <= n): h.update(m.name.encode() + src.encode())
+    code = [c.source for c in step_notebook(nb).cells if c.cell_type == 'code']
+    h = hashlib.sha1('\0'.join(code).encode())
+    for m in module_closure(set().union(*map(fgia_imports, code))):
+        h.update(m.encode() + (Path(fgia_nb.__file__).parent/f'{m}.py').read_bytes())
     return h.hexdigest()
 
-# %% ../nbs/10_recipe.ipynb #89ff8fd4
-def _path_fingerprint(v, exp_dir:Path):
-    if not isinstance(v, str) or os.sep not in v: return None
-    p = Path(v)
-    if not p.is_absolute() or not p.exists() or p.resolve().is_relative_to(exp_dir.resolve()): return None
-    return tree_fingerprint(p) if p.is_dir() else file_sha1(p) if p.stat().st_size < 2**28 else f'{p.stat().st_size}:{p.stat().st_mtime_ns}'
+# %% ../nbs/10_recipe.ipynb #04b25462
+def _fingerprint(p:Path)->str:
+    "A file's sha1 (its size and time above 256 MB), a folder's `tree_fingerprint`, or 'missing'."
+    if not p.exists(): return 'missing'
+    if p.is_dir(): return tree_fingerprint(p)
+    st = p.stat()
+    return file_sha1(p) if st.st_size < 2**28 else f'{st.st_size}:{st.st_mtime_ns}'
 
+def _inside(p, folder)->bool: return Path(p).resolve().is_relative_to(Path(folder).resolve())
+
+def param_paths(params:dict # A step's parameters
+               )->list[str]:
+    "The absolute paths a step's parameters name (in strings, comma-separated strings and lists)."
+    vals = [x for v in params.values() for x in (v if isinstance(v, list) else [v])]
+    return sorted({s for v in vals if isinstance(v, str) for s in v.split(',') if os.path.isabs(s)})
+
+# %% ../nbs/10_recipe.ipynb #89ff8fd4
 def step_key(step:dict, # From `expand_steps`
-             prev:str='', # The key of the step before
-             exp_dir:Path|None=None # The experiment's output folder (files inside it are covered by `prev`)
+             reads:dict|None=None, # What the step read: path -> key of the step that wrote it, or the path's fingerprint
+             exp_dir:Path|None=None # The experiment's output folder
             )->str:
-    "What a step's result depends on, hashed."
+    "What a step's result depends on, hashed: its code, its parameters, the files they name, and what it read."
     exp_dir = Path(exp_dir or outputs_root()/step['params'].get('experiment', 'demo'))
-    files = {k: f for k, v in step['params'].items() for f in [_path_fingerprint(v, exp_dir)] if f}
-    blob = json.dumps([prev, Path(step['notebook']).name, step['params'], code_fingerprint(step['notebook']), files], sort_keys=True, default=str)
-    return hashlib.sha1(blob.encode()).hexdigest()
+    named = {p: _fingerprint(Path(p)) for p in param_paths(step['params']) if not _inside(p, exp_dir)}
+    blob = [Path(step['notebook']).name, step['params'], code_fingerprint(step['notebook']), named, sorted((reads or {}).items())]
+    return hashlib.sha1(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+
+# %% ../nbs/10_recipe.ipynb #07671b2d
+def step_reads(outputs:list, # The run folders a step wrote
+               params:dict, # Its parameters
+               exp_dir:Path, # The experiment's output folder
+               cwd:Path|None=None # Where relative input paths start (the notebooks' folder)
+              )->list[str]:
+    "What a step read: every input its run records list, and the paths inside the experiment its parameters name."
+    cwd = Path(cwd or project_root()/'nbs')
+    ins = {str((cwd/p).resolve()) for o in outputs for p in (read_run(o).get('inputs') or {})}
+    return sorted(ins | {str(Path(p).resolve()) for p in param_paths(params) if _inside(p, exp_dir)})
+
+def read_keys(reads:list, # From `step_reads`
+              owners:dict, # Run folder -> the step that wrote it (the step itself left out)
+              keys:dict # Step -> its current key
+             )->dict:
+    "Each path a step read -> the current key of the step that wrote it, else the path's own fingerprint."
+    out = {}
+    for p in reads:
+        own = next((n for o, n in owners.items() if Path(p).is_relative_to(o)), None)
+        out[p] = f'{own}:{keys.get(own)}' if own else _fingerprint(Path(p))
+    return out
 
 # %% ../nbs/10_recipe.ipynb #590d1305
 def state_path(exp_dir:Path, name:str)->Path: return Path(exp_dir)/'recipe'/'steps'/f'{name}.json'
@@ -121,9 +209,11 @@ def read_state(exp_dir:Path, name:str)->dict|None:
     p = state_path(exp_dir, name)
     return json.loads(p.read_text()) if p.exists() else None
 
-def runs_since(exp_dir:Path, t:float)->list[str]:
-    "Run folders of the experiment whose `run.json` was written at or after time `t`."
-    return sorted(str(p.parent) for p in Path(exp_dir).glob('*/*/run.json') if p.stat().st_mtime >= t)
+# %% ../nbs/10_recipe.ipynb #5b0cab33
+def logged_runs(log:Path # The file a step's run records appended their folders to (`FGIA_RUN_LOG`)
+               )->list[str]:
+    "The run folders a step wrote (or began to write), from its log, in order, each once."
+    return list(dict.fromkeys(Path(log).read_text().split('\n')[:-1])) if Path(log).exists() else []
 
 def is_done(state:dict|None, key:str)->bool:
     "Whether a step's state says it completed with `key` and its run folders are still complete."
@@ -134,46 +224,91 @@ def is_done(state:dict|None, key:str)->bool:
 # %% ../nbs/10_recipe.ipynb #3fbf2260
 class RecipeError(RuntimeError): "A recipe step failed."
 
-def run_step(step:dict, key:str, exp_dir:Path, index:int=0)->dict:
-    "Execute one step's notebook with papermill and record its state."
+@contextlib.contextmanager
+def _env(**kw):
+    "Set environment variables for the block (a papermill kernel inherits them)."
+    old = {k: os.environ.get(k) for k in kw}
+    os.environ.update(kw)
+    try: yield
+    finally:
+        for k, v in old.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
+
+# %% ../nbs/10_recipe.ipynb #12fef097
+def step_timings(executed:Path, # A step's executed notebook
+                 wall_s:float # The step's wall time
+                )->dict:
+    "Seconds of a step's work (its parameters and run part, from papermill's cell timings) and of its start-up (the rest)."
+    nb = nbformat.read(executed, as_version=4)
+    work = sum(c.metadata.get('papermill', {}).get('duration') or 0 for c in nb.cells
+               if c.cell_type == 'code' and c.get('id') != 'fgia-imports')
+    return dict(startup_s=round(wall_s - work, 1), work_s=round(work, 1))
+
+# %% ../nbs/10_recipe.ipynb #818fb478
+def run_step(step:dict, # From `expand_steps`
+             key:str, # Its key
+             exp_dir:Path, # The experiment's output folder
+             index:int=0 # Its place in the recipe (names the executed notebook)
+            )->dict:
+    "Execute what a step runs of its notebook with papermill; return its state: status, outputs, reads and timings."
     import papermill as pm
-    nb, name = Path(step['notebook']), step['name']
-    executed = Path(exp_dir)/'recipe'/'notebooks'/f'{index:02d}_{name}.ipynb'; executed.parent.mkdir(parents=True, exist_ok=True)
-    tmp = executed.with_name(f'.{executed.stem}.partial.ipynb')
+    nb, name, steps_dir = Path(step['notebook']), step['name'], Path(exp_dir)/'recipe'/'steps'
+    executed = Path(exp_dir)/'recipe'/'notebooks'/f'{index:02d}_{name}.ipynb'
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    src, tmp = executed.with_name(f'.{executed.stem}.input.ipynb'), executed.with_name(f'.{executed.stem}.partial.ipynb')
+    nbformat.write(step_notebook(nb), src)
+    log = steps_dir/f'{name}.runs'
+    log.unlink(missing_ok=True)
     st = dict(name=name, notebook=nb.name, params=step['params'], key=key, status='running', started=time.time(),
-              executed=str(executed), outputs=[], error=None)
+              executed=str(executed), outputs=[], reads=[], error=None)
     atomic_write_text(state_path(exp_dir, name), json.dumps(st, indent=2, default=str))
     try:
-        pm.execute_notebook(str(nb), str(tmp), parameters=step['params'], cwd=str(nb.parent), progress_bar=False, log_output=False,
-                           extra_arguments=['--IPKernelApp.log_level=ERROR'])  # not the kernel's TCP warning at every step
+        with _env(FGIA_RUN_LOG=str(log)):
+            pm.execute_notebook(str(src), str(tmp), parameters=step['params'], cwd=str(nb.parent), progress_bar=False,
+                                log_output=False, extra_arguments=['--IPKernelApp.log_level=ERROR'])
         st['status'] = 'complete'
     except pm.PapermillExecutionError as e: st.update(status='failed', error=f'{e.ename}: {e.evalue}')
     finally:
         if tmp.exists(): os.replace(tmp, executed)
-    st.update(wall_s=round(time.time() - st['started'], 1), outputs=runs_since(exp_dir, st['started']))
+        src.unlink(missing_ok=True)
+    st['outputs'] = [o for o in logged_runs(log) if (Path(o)/'run.json').exists()]
+    st.update(reads=step_reads(st['outputs'], step['params'], exp_dir, nb.parent), wall_s=round(time.time() - st['started'], 1))
+    st.update(step_timings(executed, st['wall_s']))
     for o in st['outputs']:
         with atomic_path(Path(o)/nb.name) as t: shutil.copyfile(executed, t)
-    atomic_write_text(state_path(exp_dir, name), json.dumps(st, indent=2, default=str))
-    if st['status'] == 'failed': raise RecipeError(f"step {name!r} ({nb.name}) failed: {st['error']}\n  executed notebook: {executed}")
     return st
 
 # %% ../nbs/10_recipe.ipynb #16217a5b
 @contextlib.contextmanager
 def _lock(exp_dir:Path):
     import fcntl
-    p = Path(exp_dir)/'recipe'/'.lock'; p.parent.mkdir(parents=True, exist_ok=True)
+    p = Path(exp_dir)/'recipe'/'.lock'
+    p.parent.mkdir(parents=True, exist_ok=True)
     with open(p, 'a+') as f:
         try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError: raise RecipeError(f'another fgia run holds {p}: wait for it to finish or stop it') from None
         yield
 
-def _clear_stale(state:dict, exp_dir:Path, log):
-    outs = state.get('outputs') or (runs_since(exp_dir, state['started']) if state.get('status') == 'running' else [])
-    for o in outs:
-        if Path(o).resolve().is_relative_to(Path(exp_dir).resolve()) and Path(o).exists():
-            log(f'    removing {o} (made with other parameters)'); shutil.rmtree(o)
+# %% ../nbs/10_recipe.ipynb #bcf10af6
+def clear_stale(state:dict, # A step's last state, made with another key
+                exp_dir:Path, # The experiment's output folder
+                fresh:set=frozenset(), # Run folders written by this invocation: never removed
+                log=print)->list[str]:
+    "Remove the run folders the step's last attempt wrote (its state, or its log if it was killed), except fresh ones."
+    outs = [*state.get('outputs', []), *logged_runs(Path(exp_dir)/'recipe'/'steps'/f"{state['name']}.runs")]
+    gone = [o for o in dict.fromkeys(outs) if o not in fresh and _inside(o, exp_dir) and Path(o).exists()]
+    for o in gone:
+        log(f'    removing {o} (made with other parameters)')
+        shutil.rmtree(o)
+    return gone
 
 # %% ../nbs/10_recipe.ipynb #500f8918
+def _row(s:dict, action:str, st:dict|None=None)->dict:
+    "A `summary.csv` row: the step, what happened, and its wall, start-up and work seconds."
+    return dict(step=s['name'], notebook=Path(s['notebook']).stem, action=action,
+                **{k: (st or {}).get(k) for k in ('wall_s', 'startup_s', 'work_s')})
+
 def run_recipe(recipe:Path|str|dict, # A recipe file (or a `read_recipe` dict)
                experiment:str|None=None, # Overrides the recipe's experiment
                force:bool=False, # Run every step, even those that are done
@@ -185,20 +320,30 @@ def run_recipe(recipe:Path|str|dict, # A recipe file (or a `read_recipe` dict)
     r = recipe if isinstance(recipe, dict) else read_recipe(recipe)
     steps = expand_steps(r, experiment, vars)
     exp_dir = outputs_root()/(experiment or r.get('experiment') or 'demo')
-    rows, prev, t0 = [], '', time.time()
-    row = lambda s, action, wall_s: rows.append(dict(step=s['name'], notebook=Path(s['notebook']).stem, action=action, wall_s=wall_s))
+    rows, keys, fresh, t0 = [], {}, set(), time.time()
     with _lock(exp_dir):
+        states = {s['name']: read_state(exp_dir, s['name']) for s in steps}
+        owners = {o: n for n, st in states.items() if st for o in st.get('outputs', [])}
         for i, s in enumerate(steps):
-            key = prev = step_key(s, prev, exp_dir); st = read_state(exp_dir, s['name'])
-            if not force and is_done(st, key): row(s, 'skipped', st['wall_s'])
-            elif dry_run: row(s, 'would run', None)
+            name, st = s['name'], states[s['name']]
+            others = {o: n for o, n in owners.items() if n != name}
+            keys[name] = key = step_key(s, read_keys((st or {}).get('reads', []), others, keys), exp_dir)
+            if not force and is_done(st, key): rows.append(_row(s, 'skipped', st))
+            elif dry_run: rows.append(_row(s, 'would run'))
             else:
-                if st and st.get('key') != key: _clear_stale(st, exp_dir, log)
-                log(f"[{i+1}/{len(steps)}] {s['name']} ({Path(s['notebook']).stem}) ...")
+                if st and st.get('key') != key: clear_stale(st, exp_dir, fresh, log)
+                log(f"[{i+1}/{len(steps)}] {name} ({Path(s['notebook']).stem}) ...")
                 st = run_step(s, key, exp_dir, i)
-                log(f"    done in {st['wall_s']:.0f} s")
-                row(s, 'ran', st['wall_s'])
-            if until and s['name'] == until: break
+                keys[name] = st['key'] = step_key(s, read_keys(st['reads'], others, keys), exp_dir)
+                atomic_write_text(state_path(exp_dir, name), json.dumps(st, indent=2, default=str))
+                fresh |= set(st['outputs'])
+                owners = {**others, **{o: name for o in st['outputs']}}
+                if st['status'] == 'failed':
+                    raise RecipeError(f"step {name!r} ({Path(s['notebook']).name}) failed: {st['error']}\n"
+                                      f"  executed notebook: {st['executed']}")
+                log(f"    done in {st['wall_s']:.0f} s (start-up {st['startup_s']:.0f} s)")
+                rows.append(_row(s, 'ran', st))
+            if until and name == until: break
         df = pd.DataFrame(rows)
         if not dry_run:
             with atomic_path(exp_dir/'recipe'/'summary.csv') as t: df.to_csv(t, index=False)
