@@ -65,3 +65,46 @@ def test_bad_recipe_says_what_is_wrong(tmp_path, env):
     p = tmp_path/'bad.yaml'; p.write_text(RECIPE.format(exp='bad').replace('epochs: 4', 'epoch: 4'))
     r = subprocess.run([FGIA, 'run', str(p)], cwd=project_root(), env=env, capture_output=True, text=True)
     assert r.returncode != 0 and "step 'vit': 04_finetune.ipynb has no parameter(s) ['epoch']" in r.stderr, r.stderr
+
+TOY_PARAMS = "experiment = 'toy'\nrun = 'a'\nseed = 0\nsrc = ''\nsleep = 0.0"
+TOY_BODY = """import time
+from fgia_nb.core import run_dir, RunRecord
+out = run_dir(experiment, 'toy', run)
+with RunRecord(out, 'toy', dict(run=run, seed=seed, src=src), inputs=[src] if src else []):
+    got = open(src).read() if src else ''
+    time.sleep(sleep)
+    (out/'value.txt').write_text(f'{got}{run}:{seed} ')
+"""
+TOY_RECIPE = """
+experiment: toy
+steps:
+  - {{name: train, notebook: '{nb}', params: {{run: train, seed: {seed}}}}}
+  - {{name: predict, notebook: '{nb}', params: {{run: predict, src: '{{out}}/toy/train/value.txt', sleep: {sleep}}}}}
+"""
+
+def test_killed_step_then_edit_loses_no_fresh_work(tmp_path, env):
+    "The probe's case: kill during the second step, change the first step's seed, run again: nothing fresh is deleted."
+    import nbformat
+    from nbformat.v4 import new_notebook, new_code_cell
+    params = new_code_cell(TOY_PARAMS)
+    params.metadata['tags'] = ['parameters']
+    nb = tmp_path/'toy.ipynb'
+    nbformat.write(new_notebook(cells=[params, new_code_cell(TOY_BODY)],
+                                metadata=dict(kernelspec=dict(name='python3', display_name='Python 3', language='python'))), nb)
+    rec, out = tmp_path/'toy.yaml', tmp_path/'outputs'/'toy'
+    rec.write_text(TOY_RECIPE.format(nb=nb, seed=1, sleep=60))
+    p = fgia('run', str(rec), env=env)
+    t0 = time.time()
+    while not (out/'toy'/'predict'/'run.json').exists():      # killed while `predict` works
+        assert p.poll() is None and time.time() - t0 < 120, 'the recipe ended before it could be killed'
+        time.sleep(0.2)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert json.loads((out/'recipe'/'steps'/'predict.json').read_text())['status'] == 'running'
+    rec.write_text(TOY_RECIPE.format(nb=nb, seed=2, sleep=0))
+    log = finish(fgia('run', str(rec), env=env), timeout=120)
+    assert 'toy/train (made with other parameters)' in log                  # the old `train` went before it re-ran
+    assert 'toy/toy/train (made' in log and log.count('removing') == 2, log   # and the killed `predict`, nothing else
+    assert (out/'toy'/'train'/'value.txt').read_text() == 'train:2 '
+    assert (out/'toy'/'predict'/'value.txt').read_text() == 'train:2 predict:0 '
+    assert read_run(out/'toy'/'train')['params']['seed'] == 2
