@@ -73,8 +73,12 @@ bench-data: $(STAMP) data
 bench-post: $(STAMP)
 	$(BIN)/fgia-bench-post
 
+# README.md from nbs/index.ipynb, executed: the ablation table, chart and timings come from the last demo run's files
+# (outputs/demo/ablation.csv, .png, recipe/summary.csv), with the commit and date that made them.
 readme: $(STAMP)
-	$(BIN)/jupyter nbconvert --to markdown nbs/index.ipynb --output-dir . --output README --log-level WARN
+	$(BIN)/jupyter nbconvert --to markdown --execute nbs/index.ipynb --output-dir . --output README --log-level WARN \
+	  --TagRemovePreprocessor.enabled=True --TagRemovePreprocessor.remove_input_tags=remove_input \
+	  --ExecutePreprocessor.extra_arguments=--IPKernelApp.log_level=ERROR
 	sed -i 's|](images/|](nbs/images/|g' README.md
 
 clean-outputs:
