@@ -9,11 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from .core import run_dir, RunRecord, outputs_root, read_run, atomic_path, atomic_write_text
-from .predict import (Logits, open_logits, check_aligned, read_rows, iter_chunks, logits_writer, write_logits, write_index,
-                             softmax_np, _as_float, _check_finite, _prefetch, uniform_labels, synthetic_logits, tail_bias)
+from .logits import (Logits, open_logits, check_aligned, read_rows, iter_chunks, write_index, softmax_np, _as_float,
+                            _check_finite, _prefetch)
 
 # %% auto #0
-__all__ = ['winners_weights', 'fit_weights', 'labelled_probs', 'model_accuracy', 'ensemble', 'synthetic_models', 'read_labels']
+__all__ = ['winners_weights', 'fit_weights', 'labelled_probs', 'model_accuracy', 'ensemble', 'read_labels']
 
 # %% ../nbs/08_ensemble.ipynb #a653da20
 def winners_weights(accs, # One score per model (e.g. its leaderboard or held-out top-1)
@@ -204,23 +204,6 @@ def ensemble(models:list, # Logits folders (stage 05) or `Logits`, aligned
                 raise ValueError(f'{out}: non-finite ensemble scores in rows {s}:{s+len(res)}')
             done[k % 2] = write(res)
     return open_logits(out)
-
-# %% ../nbs/08_ensemble.ipynb #32d88e03
-def synthetic_models(folder:Path|str, # Where to write `m0`, `m1`, ...
-                     y:np.ndarray, # True labels
-                     C:int, # Number of classes
-                     signals=(2, 2.5, 3, 3.5, 4), # True-class logit of each model
-                     shared:float=0.6, # Fraction of the noise variance common to all models (correlated errors)
-                     bias=None, seed:int=0)->list:
-    "Write one logits folder per model for true labels `y`; returns the folders."
-    folder, out = Path(folder), []
-    names, classes = [f'{i:06d}.jpg' for i in range(len(y))], [f'{c:04d}' for c in range(C)]
-    for m, sig in enumerate(signals):
-        with logits_writer(folder/f'm{m}', names, classes) as w:
-            for a, b in zip(synthetic_logits(y, C, signal=sig, noise=np.sqrt(1-shared), bias=bias, seed=seed+1+m),
-                            synthetic_logits(y, C, signal=0, noise=np.sqrt(shared), seed=seed)): w(a + b)
-        out.append(folder/f'm{m}')
-    return out
 
 # %% ../nbs/08_ensemble.ipynb #5d81b82b
 def read_labels(path:Path|str # A pseudo-label manifest (.parquet: path, label) or a CSV (filename, label)

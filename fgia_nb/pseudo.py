@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import run_dir, RunRecord, outputs_root, atomic_path, atomic_write_text
-from .predict import Logits, open_logits, iter_chunks, read_rows, logits_writer, softmax_np, _as_float, uniform_labels, tail_bias, synthetic_logits
+from .logits import Logits, iter_chunks, logits_writer, softmax_np
 
 # %% auto #0
 __all__ = ['confidences', 'select_threshold', 'select_quota', 'kept_report', 'plot_kept', 'pseudo_manifest', 'write_pseudo']

@@ -4,16 +4,14 @@
 
 # %% ../nbs/09_redistribute.ipynb #62e2c8a3
 from __future__ import annotations
-import os, sys, json, time, shutil, tempfile, subprocess, resource
 from pathlib import Path
 import numpy as np, pandas as pd
-from fastcore.script import call_parse
-from .core import atomic_path, run_dir, RunRecord
-from .predict import Logits, open_logits, iter_chunks, read_rows, write_logits, uniform_labels, tail_bias, synthetic_logits, softmax_np, _as_float
+from .core import atomic_path
+from .logits import Logits, iter_chunks, read_rows, _as_float
 
 # %% auto #0
 __all__ = ['argmax_labels', 'winners_redistribute', 'candidate_pairs', 'prior_prices', 'capacity_assign', 'prior_match',
-           'compare_methods', 'plot_class_counts', 'write_submission', 'bench_post']
+           'compare_methods', 'plot_class_counts', 'write_submission']
 
 # %% ../nbs/09_redistribute.ipynb #da4734f0
 def _chunks(S, chunk:int=4096):
@@ -174,112 +172,3 @@ def write_submission(path:Path|str, # Destination, usually `.../pred_results.csv
     with atomic_path(path) as tmp:
         pd.DataFrame({0: list(paths), 1: np.asarray(classes, dtype=object)[labels]}).to_csv(tmp, header=False, index=False)
     return Path(path)
-
-# %% ../nbs/09_redistribute.ipynb #71b186d0
-def _synthetic_logit_file(folder:Path, y:np.ndarray, C:int, seed:int, bias=None, signal:float=4.5, chunk:int=4096, pool:int=2048):
-    "A logits folder of a synthetic model, fast: gaussian noise rows drawn from a pool, signal on `y`, per-class bias."
-    rng = np.random.default_rng(seed)
-    noise = rng.standard_normal((pool, C), dtype=np.float32)
-    from fgia_nb.predict import logits_writer
-    with logits_writer(folder, [f'{i:06d}.jpg' for i in range(len(y))], [f'{c:04d}' for c in range(C)]) as w:
-        for s in range(0, len(y), chunk):
-            yc = y[s:s+chunk]
-            z = noise[(rng.integers(pool) + np.arange(len(yc))) % pool]
-            z[np.arange(len(yc)), yc] += signal
-            if bias is not None: z += bias
-            w(z)
-    return folder
-
-def _rss_mb()->float:
-    "Current resident set size (Linux `/proc/self/status`), else the peak so far."
-    try: return int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS:')).split()[1])/1024
-    except (OSError, StopIteration): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024
-
-def _bench_phase(phase:str, args:dict)->dict:
-    "One benchmark phase (run in its own process): wall time, RSS before the work and peak RSS (`ru_maxrss`)."
-    import torch
-    base = _rss_mb()
-    ru = resource.getrusage(resource.RUSAGE_SELF); cpu0 = ru.ru_utime + ru.ru_stime
-    t0 = time.time()
-    if phase == 'read':
-        for f in args['models']:
-            lg = open_logits(f)
-            for s in range(0, len(lg), 4096): read_rows(lg, s, s+4096)
-    elif phase == 'ensemble':
-        from fgia_nb.ensemble import ensemble
-        ensemble(args['models'], args['out'], args.get('weights'))
-    elif phase == 'prior_match': prior_match(open_logits(args['scores']))
-    elif phase == 'winners':
-        lg = open_logits(args['scores']); winners_redistribute(lg, int(0.9*lg.shape[0]/lg.shape[1]))
-    elif phase == 'soup':
-        from fgia_nb.soup import uniform_soup
-        uniform_soup(args['checkpoints'], args['out'])
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return dict(phase=phase, wall_s=time.time()-t0, cpu_s=ru.ru_utime + ru.ru_stime - cpu0, peak_rss_mb=ru.ru_maxrss/1024, base_rss_mb=base)
-
-def _run_phase(phase:str, **args)->dict:
-    code = f"import json; from fgia_nb.redistribute import _bench_phase; print('RESULT', json.dumps(_bench_phase({phase!r}, json.loads({json.dumps(json.dumps(args, default=str))}))))"
-    p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
-    if p.returncode: raise RuntimeError(f'bench phase {phase} failed:\n{p.stderr[-3000:]}')
-    return json.loads([l for l in p.stdout.splitlines() if l.startswith('RESULT ')][-1][7:])
-
-def _soup_checkpoints(folder:Path, k:int, mb:float)->list:
-    "`k` synthetic float32 checkpoints of about `mb` MB each (64 tensors), as stage 04 writes them."
-    import torch
-    from safetensors.torch import save_file
-    n = int(mb*2**20/4/64); paths = []
-    for i in range(k):
-        g = torch.Generator().manual_seed(i)
-        t = {f'model.blocks.{j}.weight': torch.randn(n, generator=g) for j in range(64)}
-        save_file(t, str(folder/f'epoch_{i:03d}.safetensors'), metadata={'fgia_config': json.dumps({'arch': 'bench'})}); del t
-        paths.append(folder/f'epoch_{i:03d}.safetensors')
-    return paths
-
-# %% ../nbs/09_redistribute.ipynb #e40b0485
-@call_parse
-def bench_post(models:int=5, # Models (M)
-               n:int=90_000, # Test images (N)
-               c:int=5_000, # Classes (C)
-               full:bool=False, # The winners' 17 models
-               soup_k:int=7, # Checkpoints in the soup
-               soup_mb:float=300., # Size of each synthetic checkpoint (MB)
-               tmp:str=None, # Folder for the files (default: the system temp dir)
-               keep:bool=False # Keep the files
-              )->dict:
-    "Time and measure the memory of ensemble, re-distribution and soup at competition scale on synthetic logits."
-    M = 17 if full else models
-    need = (M + 1)*n*c*2 + soup_k*soup_mb*2**20*1.1
-    root = Path(tempfile.mkdtemp(prefix='fgia-bench-post-', dir=tmp))
-    free = shutil.disk_usage(root).free
-    if free < need*1.1:
-        shutil.rmtree(root); raise SystemExit(f'bench_post: needs {need/1e9:.1f} GB in {root.parent}, only {free/1e9:.1f} GB free (use --tmp, fewer --models)')
-    print(f'bench-post: {M} models x {n:,} images x {c:,} classes float16 ({M*n*c*2/1e9:.2f} GB) in {root}; '
-          f'{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}')
-    try:
-        y, b = uniform_labels(n, c), tail_bias(c, 100)
-        t = time.time()
-        folders = [str(_synthetic_logit_file(root/f'm{m:02d}', y, c, seed=m, bias=b)) for m in range(M)]
-        print(f'  wrote the logits in {time.time()-t:.1f} s')
-        accs = np.linspace(0.74, 0.76, M)
-        r = dict(read=_run_phase('read', models=folders))
-        r['ensemble'] = _run_phase('ensemble', models=folders, out=str(root/'scores'), weights=((accs/accs.min())**25).tolist())
-        r['prior_match'] = _run_phase('prior_match', scores=str(root/'scores'))
-        r['winners'] = _run_phase('winners', scores=str(root/'scores'))
-        for f in folders: shutil.rmtree(f)
-        (root/'soup').mkdir()
-        cks = _soup_checkpoints(root/'soup', soup_k, soup_mb)
-        ck_mb = cks[0].stat().st_size/2**20
-        r['soup'] = _run_phase('soup', checkpoints=[str(p) for p in cks], out=str(root/'soup'/'soup.safetensors'))
-        mem = lambda k: f"CPU {r[k]['cpu_s']:6.1f} s   peak RSS {r[k]['peak_rss_mb']:,.0f} MB (RSS before the work {r[k]['base_rss_mb']:,.0f} MB)"
-        rd = r['read']['wall_s']
-        print(f"  read every file once  {rd:7.2f} s  ({M*n*c*2/rd/1e9:.1f} GB/s)   {mem('read')}")
-        print(f"  ensemble (streamed)   {r['ensemble']['wall_s']:7.2f} s  = {r['ensemble']['wall_s']/rd:.2f} x the read (target <= 1.5)   {mem('ensemble')}")
-        print(f"  prior_match           {r['prior_match']['wall_s']:7.2f} s  (target < 30 s)   {mem('prior_match')}")
-        print(f"  winners' rule (ref.)  {r['winners']['wall_s']:7.2f} s   {mem('winners')}")
-        print(f"  soup of {soup_k} x {ck_mb:,.0f} MB    {r['soup']['wall_s']:7.2f} s   {mem('soup')} "
-              f"= {(r['soup']['peak_rss_mb'] - r['soup']['base_rss_mb'])/ck_mb:.2f} checkpoints above the RSS before the work")
-        print(f'  load average at the end {os.getloadavg()[0]:.1f} (figures are wall times on a shared machine)')
-        r.update(models=M, n=n, c=c, checkpoint_mb=ck_mb, ensemble_over_read=r['ensemble']['wall_s']/rd)
-        return r
-    finally:
-        if not keep: shutil.rmtree(root, ignore_errors=True)

@@ -40,18 +40,6 @@ def check_soupable(paths:list, prefix:str='model.')->dict:
             if k not in ref: raise ValueError(f'{p}: extra key {k!r} (absent from {paths[0]})')
     return ref
 
-# %% ../nbs/07_model_soup.ipynb #96555a5c
-def _toy_checkpoints(folder:Path, n:int=3, width:int=4, seed:int=0)->list:
-    "`n` checkpoints of a tiny linear model (tests and benchmarks)."
-    paths, g = [], torch.Generator().manual_seed(seed)
-    for i in range(n):
-        t = {'model.fc.weight': torch.randn(width, 3, generator=g), 'model.fc.bias': torch.full((width,), float(i)),
-             'model.bn.num_batches_tracked': torch.tensor(10*i), 'opt.state.0.exp_avg': torch.randn(width, 3, generator=g)}
-        p = Path(folder)/f'epoch_{i:03d}.safetensors'
-        save_file(t, str(p), metadata={'format': 'fgia_nb.checkpoint/1', 'fgia_config': json.dumps({'arch': 'toy', 'num_classes': width}), 'epoch': str(i)})
-        paths.append(p)
-    return paths
-
 # %% ../nbs/07_model_soup.ipynb #fc08d9bb
 _ST_DTYPES = {torch.float32: 'F32', torch.float16: 'F16', torch.bfloat16: 'BF16', torch.float64: 'F64',
               torch.int64: 'I64', torch.int32: 'I32', torch.int16: 'I16', torch.int8: 'I8', torch.uint8: 'U8', torch.bool: 'BOOL'}

@@ -1,11 +1,12 @@
 "Stage 05 end to end: a checkpoint and a synthetic manifest -> logits folder, in one process and sharded over two (gloo)."
 import numpy as np, torch, pytest
 from pathlib import Path
-from fgia_nb.data import synthetic_manifest
+from fgia_nb.testing import synthetic_manifest
 from fgia_nb.clean import write_manifest
 from fgia_nb.heads import create_model
 from fgia_nb.train import save_checkpoint, model_config
-from fgia_nb.predict import predict_checkpoint, launch_predict, open_logits, read_rows
+from fgia_nb.predict import predict_checkpoint, launch_predict
+from fgia_nb.logits import open_logits, read_rows
 
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory):

@@ -1,7 +1,7 @@
 "Stage 07 on real stage-04 checkpoints: the soup loads with train.load_model; greedy soup with a held-out scorer."
 import numpy as np, torch, json
 from safetensors import safe_open
-from fgia_nb.data import synthetic_manifest
+from fgia_nb.testing import synthetic_manifest
 from fgia_nb.clean import write_manifest
 from fgia_nb.heads import create_model
 from fgia_nb.train import save_checkpoint, model_config, load_model
