@@ -18,8 +18,7 @@ from .sources import read_source, make_default_dataset, answers_dir
 # %% auto #0
 __all__ = ['MANIFEST_COLS', 'EXPECTED', 'to_gray', 'phash', 'scan_file', 'scan', 'name_hash', 'near_duplicates', 'thumb_corr',
            'classify', 'write_manifest', 'read_manifest', 'manifest_items', 'clean_data', 'reason_counts',
-           'plot_class_distribution', 'plot_rejects', 'write_report', 'evaluate_cleaning', 'bench_corpus',
-           'cpu_scaling', 'naive_scan', 'bench_clean']
+           'plot_class_distribution', 'plot_rejects', 'write_report', 'evaluate_cleaning']
 
 # %% ../nbs/00_data_clean.ipynb #04b96616
 def to_gray(im:Image.Image)->Image.Image:
@@ -350,86 +349,3 @@ def evaluate_cleaning(df:pd.DataFrame, # A stage-00 manifest of a default datase
     res = pd.DataFrame(rows).set_index('kind')
     res.attrs.update(precision=float(true_pos.sum() / max(flagged.sum(), 1)), n_flagged=int(flagged.sum()), false_positives=m[flagged & ~true_pos])
     return res
-
-# %% ../nbs/00_data_clean.ipynb #6ec98c9b
-def _photo(seed, size=256):
-    "A photo-like image: smooth random colour fields, some texture and a little grain, JPEG-encoded."
-    rng = np.random.default_rng(seed)
-    im = Image.fromarray((rng.random((6, 6, 3)) * 255).astype(np.uint8)).resize((size, size), Image.BICUBIC)
-    tex = Image.fromarray((rng.random((size//4, size//4)) * 60).astype(np.uint8)).resize((size, size), Image.BILINEAR)
-    a = np.asarray(im, dtype=np.int16) + np.asarray(tex, dtype=np.int16)[..., None] - 30 + rng.integers(-4, 5, (size, size, 3))
-    b = io.BytesIO(); Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).save(b, 'JPEG', quality=90); return b.getvalue()
-
-def _write_bench_chunk(args):
-    d, lo, hi, bad_frac = args; kinds = {}
-    for i in range(lo, hi):
-        b = _photo(i); rng = np.random.default_rng(10_000_000 + i); r = rng.random()
-        if r < bad_frac / 2: b = b[:int(len(b) * rng.uniform(0.3, 0.9))]; kinds[i] = 'truncated'
-        elif r < bad_frac * 3/4: b = b''; kinds[i] = 'empty'
-        elif r < bad_frac: b = b'<html>not found</html>'; kinds[i] = 'html'
-        (Path(d)/f'{i:06d}.jpg').write_bytes(b)
-    return kinds
-
-def bench_corpus(dest:Path|str, n:int=20000, bad_frac:float=0.03, n_workers:int|None=None)->tuple[list[Path], dict]:
-    "Write (once) `n` photo-like 256 px JPEGs, `bad_frac` of them truncated, empty or HTML; returns paths and defects."
-    dest = Path(dest); stamp = dest/f'corpus-v2-{n}-{bad_frac}.json'
-    if not stamp.exists():
-        dest.mkdir(parents=True, exist_ok=True); step = 500
-        res = parallel(_write_bench_chunk, [(dest, i, min(i+step, n), bad_frac) for i in range(0, n, step)], n_workers=n_workers or os.cpu_count(), progress=False)
-        atomic_write_text(stamp, json.dumps({str(k): v for r in res for k, v in r.items()}))
-    return [dest/f'{i:06d}.jpg' for i in range(n)], {int(k): v for k, v in json.loads(stamp.read_text()).items()}
-
-# %% ../nbs/00_data_clean.ipynb #3301ada6
-def _burn(n): return sum(i * i for i in range(n))
-
-def cpu_scaling(n_workers:int=2, n:int=2_000_000)->float:
-    "How much faster `n_workers` processes run pure-Python CPU work than one: the machine's real parallelism."
-    from concurrent.futures import ProcessPoolExecutor
-    t0 = time.perf_counter(); [_burn(n) for _ in range(2*n_workers)]; t1 = time.perf_counter() - t0
-    with ProcessPoolExecutor(n_workers) as ex:
-        t0 = time.perf_counter(); list(ex.map(_burn, [n] * (2*n_workers))); t2 = time.perf_counter() - t0
-    return t1 / t2
-
-def naive_scan(paths)->list:
-    "The baseline: one process, `Image.open(p).convert('RGB')` plus a sha1 of the bytes."
-    out = []
-    for p in paths:
-        try:
-            h = hashlib.sha1(Path(p).read_bytes()).hexdigest(); im = Image.open(p).convert('RGB'); out.append(('', h, im.size))
-        except Exception as e: out.append((type(e).__name__, None, None))
-    return out
-
-@call_parse
-def bench_clean(n:int=20000, # Images in the corpus
-                dest:str=None, # Corpus folder (default: bench_data/clean under the project)
-                n_workers:int=None, # Scan processes (default: all cores)
-                target:int=835_000, # Images to project the time for
-                target_cores:int=16, # Cores to project the time for
-                block:int=2000 # Files per interleaved timing block
-               ):
-    "Scan rate of stage 00 against the naive single-process loop, on the same files in one run."
-    from fgia_nb.core import project_root
-    n_workers = n_workers or os.cpu_count()
-    paths, defects = bench_corpus(Path(dest or project_root()/'bench_data'/'clean'), n)
-    for p in paths: p.read_bytes()   # warm the page cache for both contenders
-    t_naive = t_one = t_ours = 0.; base, parts = [], []
-    for i in range(0, n, block):   # interleaved blocks: a change in the machine's load hits all three alike
-        b = paths[i:i+block]
-        t0 = time.perf_counter(); base += naive_scan(b); t_naive += time.perf_counter() - t0
-        t0 = time.perf_counter(); scan(b, n_workers=0, progress=False); t_one += time.perf_counter() - t0
-        t0 = time.perf_counter(); parts.append(scan(b, n_workers=n_workers, progress=False)); t_ours += time.perf_counter() - t0
-    ours = pd.concat(parts, ignore_index=True)
-    trunc = [i for i, k in defects.items() if k == 'truncated']
-    caught = int((ours.reason.iloc[trunc] == 'truncated').sum()); caught_naive = sum(base[i][0] != '' for i in trunc)
-    r_naive, r_one, r_ours = n / t_naive, n / t_one, n / t_ours
-    print(f'corpus: {n} JPEGs of 256 px, {len(defects)} defective ({len(trunc)} truncated)')
-    print(f'naive loop (1 process):          {r_naive:8.0f} images/s  ({t_naive:.1f} s)')
-    print(f'stage 00 scan (1 process):       {r_one:8.0f} images/s  ({t_one:.1f} s)  {r_one / r_naive:.2f}x')
-    print(f'stage 00 scan ({n_workers} processes):       {r_ours:8.0f} images/s  ({t_ours:.1f} s)  {r_ours / r_naive:.2f}x')
-    print(f'ratio: {r_ours / r_naive:.2f}x the naive loop with {n_workers} processes on {os.cpu_count()} cores')
-    print(f'(this machine runs pure CPU work {cpu_scaling(n_workers):.2f}x faster on {n_workers} processes than on 1)')
-    print(f'truncated files caught: stage 00 {caught}/{len(trunc)}, naive {caught_naive}/{len(trunc)}')
-    per_core = r_one
-    print(f'projection: {target:,} images on {target_cores} cores ~ {target / (per_core * target_cores) / 60:.1f} min '
-          f'(assumes linear scaling from {per_core:.0f} images/s per process, and storage that keeps up)')
-    return dict(naive=r_naive, one=r_one, ours=r_ours, ratio=r_ours / r_naive)
