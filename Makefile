@@ -65,13 +65,13 @@ test: export-check nbtest pytest
 bench-clean: $(STAMP)
 	$(BIN)/fgia-bench-clean
 bench-mae: $(STAMP)
-	$(BIN)/fgia-bench-mae
+	$(BIN)/python benchmarks/bench_mae.py
 bench-train: $(STAMP) data
 	$(BIN)/fgia-bench-train
 bench-data: $(STAMP) data
 	$(BIN)/fgia-bench-data
 bench-post: $(STAMP)
-	$(BIN)/fgia-bench-post
+	$(BIN)/python benchmarks/bench_post.py
 
 # README.md from nbs/index.ipynb, executed: the ablation table, chart and timings come from the last demo run's files
 # (outputs/demo/ablation.csv, .png, recipe/summary.csv), with the commit and date that made them.

@@ -20,13 +20,14 @@ from fastai.torch_core import show_images
 from fastcore.script import call_parse
 from fastcore.basics import patch
 from .core import class_names, outputs_root, data_root
+from .distributed import rank_world
+from .distributed import init_distributed, to_distributed, finish_distributed  # stages 02 and 05 still import them from here
 
 # %% auto #0
 __all__ = ['SYNTH_COLOURS', 'synthetic_manifest', 'data_config', 'train_transform', 'eval_transform', 'read_classes',
            'load_manifest', 'train_items', 'seed_item', 'ImageDataset', 'EpochSampler', 'class_weights', 'ManifestDL',
            'batch_titles', 'get_dls', 'test_dl', 'smooth_targets', 'SoftMixup', 'MixupCallback', 'SetEpoch',
-           'default_manifest', 'init_distributed', 'finish_distributed', 'GlooDistributedDL', 'FgiaDistributedTrainer',
-           'to_distributed', 'model_images_per_s', 'loader_images_per_s', 'data_bench', 'bench_data']
+           'default_manifest', 'model_images_per_s', 'loader_images_per_s', 'data_bench', 'bench_data']
 
 # %% ../nbs/01_data.ipynb #d5729270
 SYNTH_COLOURS = [(220, 40, 40), (40, 180, 40), (40, 60, 220), (230, 200, 30), (160, 40, 200), (30, 200, 200)]
@@ -337,12 +338,6 @@ def _check_files(files, who:str):
     if missing: raise FileNotFoundError(f'{who}: {len(missing)} of {len(files)} files named by the manifest are missing, e.g. {missing[0]}; '
                                         'has the data root moved or changed since stage 00? (re-run it, or read_manifest(..., data_root=NEW))')
 
-def _dist_rank_world(rank, world_size):
-    if rank is not None and world_size is not None: return rank, world_size
-    d = torch.distributed
-    if d.is_available() and d.is_initialized(): return d.get_rank(), d.get_world_size()
-    return 0, 1
-
 def get_dls(manifest, # The stage-00 manifest (DataFrame or path)
             classes=None, # Class list, `classes.json` or its run folder (default: sorted train labels)
             pseudo=(), # Pseudo-label manifests to add (DataFrames or paths)
@@ -366,7 +361,8 @@ def get_dls(manifest, # The stage-00 manifest (DataFrame or path)
            )->DataLoaders:
     "fastai `DataLoaders` for training (and validation) from a manifest and optional pseudo-label manifests."
     items, vocab, softs = train_items(manifest, classes, pseudo, soft, valid_pct, valid_split, seed)
-    cfg, (rank, world) = cfg or data_config(), _dist_rank_world(rank, world_size)
+    cfg = cfg or data_config()
+    rank, world = (rank, world_size) if rank is not None and world_size is not None else rank_world()
     etf = eval_transform(size, crop, cfg, crop_pct)
     ttf = train_transform(size, crop, cfg, scale, hflip, auto_augment, re_prob) if augment else etf
     def _dl(df, tfm, train):
@@ -430,7 +426,7 @@ class MixupCallback(Callback):
         x, y = self.xb[0], self.yb[0]
         if self.seed is None: x, y = self.mix(x, y)
         else:
-            st = np.random.get_state(); r = _dist_rank_world(None, None)[0]
+            st = np.random.get_state(); r = rank_world()[0]
             np.random.seed(np.random.SeedSequence([self.seed, r, self.epoch, self.iter]).generate_state(4))
             try: x, y = self.mix(x, y)
             finally: np.random.set_state(st)
@@ -459,47 +455,6 @@ def default_manifest(experiment:str='demo', # Experiment whose stage-00 output t
     from fgia_nb.clean import clean_data
     clean_data(make_default_dataset(), d, progress=False)
     return d
-
-# %% ../nbs/01_data.ipynb #327e1777
-import torch.distributed as dist
-from fastai.learner import Learner
-from fastai.data.core import TfmdDL
-from fastai.distributed import DistributedDL, DistributedTrainer
-from fastai.callback.progress import ProgressCallback
-from fastai.torch_core import num_distrib, rank_distrib
-
-# %% ../nbs/01_data.ipynb #948bf8fd
-def init_distributed():
-    "Join the process group `accelerate launch` set up the environment for (gloo on CPU, nccl on GPU); no-op alone."
-    if int(os.environ.get('WORLD_SIZE', 1)) > 1 and not dist.is_initialized():
-        from accelerate import PartialState
-        PartialState(cpu=not torch.cuda.is_available())
-
-def finish_distributed():
-    "Leave the process group cleanly (a barrier, then destroy it): no communication thread may outlive the interpreter."
-    if dist.is_available() and dist.is_initialized(): dist.barrier(); dist.destroy_process_group()
-
-class GlooDistributedDL(DistributedDL):
-    "`DistributedDL` whose index broadcast works on gloo (CPU) as well as nccl; remembers this rank's indices."
-    def _broadcast(self, t, rank):
-        t = torch.tensor(t, dtype=torch.long, device='cuda' if dist.get_backend() == 'nccl' else 'cpu')
-        dist.broadcast(t, rank); return t.cpu().tolist()
-    def get_idxs(self):
-        self.last_idxs = super().get_idxs(); return self.last_idxs
-
-class FgiaDistributedTrainer(DistributedTrainer):
-    "fastai's `DistributedTrainer` with `GlooDistributedDL` loaders; torch loaders (which shard by sampler) pass as they are."
-    def _wrap_dl(self, dl):
-        if isinstance(dl, DistributedDL) or not isinstance(dl, TfmdDL): return dl
-        return GlooDistributedDL(dl, device=getattr(self.learn.model, 'device', None) or self.learn.dls.device)
-
-def to_distributed(learn:Learner)->Learner:
-    "Add DDP to `learn` when this process is one of several (`accelerate launch`); a no-op otherwise."
-    if num_distrib() <= 1: return learn
-    cuda = torch.cuda.is_available()
-    learn.add_cb(FgiaDistributedTrainer(sync_bn=cuda, cpu=not cuda))
-    if rank_distrib(): learn.remove_cb(ProgressCallback)
-    return learn
 
 # %% ../nbs/01_data.ipynb #2f978aff
 def _vit_demo(num_classes:int):

@@ -27,7 +27,8 @@ from fastai.distributed import DistributedDL, DistributedTrainer
 from fastai.data.core import TfmdDL, DataLoaders
 from fastai.callback.progress import ProgressCallback
 from .core import atomic_path, atomic_write_text, run_dir, project_root, outputs_root, data_root, RunRecord, read_run
-from .data import init_distributed, to_distributed, finish_distributed
+from .distributed import init_distributed, to_distributed, finish_distributed, rank_world, launch_module
+from .distributed import get_free_port as _free_port  # stage 05 still imports it from here
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'ARCH_DEFAULTS', 'UNDECODABLE', 'flatten_state', 'unflatten_state', 'rng_state', 'set_rng_state',
@@ -182,20 +183,21 @@ class Checkpointer(Callback):
     def before_train(self):
         if self.resume is not None and self.epoch == self.start_epoch:
             rngs = self.resume.states.get('rng', [])
-            r = rank_distrib()
-            if len(rngs) != num_distrib() and len(rngs) != 1 and r == 0:
-                warnings.warn(f'Resuming with {max(num_distrib(),1)} processes from a checkpoint written by {len(rngs)}: RNG streams of extra ranks start fresh')
+            r, world = rank_world()
+            if len(rngs) not in (world, 1) and r == 0:
+                warnings.warn(f'Resuming with {world} processes from a checkpoint written by {len(rngs)}: '
+                              'RNG streams of extra ranks start fresh')
             if r < len(rngs): set_rng_state(rngs[r], self.dls)
 
     def after_batch(self):
-        if self.training and rank_distrib() == 0:
+        if self.training and rank_world()[0] == 0:
             self.batches.append(dict(epoch=self.epoch, iter=self.train_iter, loss=float(self.learn.smooth_loss),
                                      lr=self.opt.hypers[-1]['lr']))
 
     def after_epoch(self):
         if self.epoch < self.start_epoch: self.batches = []; return # skipped while resuming
         rngs = gather_objects(rng_state(self.dls)) # a collective: every rank takes part
-        if rank_distrib() != 0: return
+        if rank_world()[0] != 0: return
         row = {**dict(zip(self.recorder.metric_names, self.recorder.log)), 'lr': self.opt.hypers[-1]['lr']}
         _append_csv(self.out_dir/'metrics.csv', [row], self.epoch)
         _append_csv(self.out_dir/'batches.csv', self.batches, self.epoch); self.batches = []
@@ -554,11 +556,11 @@ class DistributedCheck(Callback):
         _AUDIT['dir'] = None
         w = torch.cat([p.detach().float().flatten().cpu() for p in unwrap_model(self.learn.model).parameters()])
         st = loss_state(self.learn.loss_func) or {}
-        me = dict(rank=rank_distrib(), world=num_distrib(), seen=self.dls.train.batch_sampler.sampler.seen, writes=_AUDIT['log'],
+        me = dict(rank=rank_world()[0], world=rank_world()[1], seen=self.dls.train.batch_sampler.sampler.seen, writes=_AUDIT['log'],
                   weights_sum=float(w.double().sum()), weights_sha1=__import__('hashlib').sha1(w.numpy().tobytes()).hexdigest(),
                   loss_state={k: v.detach().cpu().double().flatten().tolist() for k, v in st.items()})
         allr = gather_objects(me)
-        if rank_distrib() == 0: atomic_write_text(self.out_dir/'ddp_check.json', json.dumps(allr))
+        if rank_world()[0] == 0: atomic_write_text(self.out_dir/'ddp_check.json', json.dumps(allr))
 
 # %% ../nbs/04_finetune.ipynb #659086e5
 def fit_run(cfg:dict, # From `finetune_config`
@@ -569,7 +571,7 @@ def fit_run(cfg:dict, # From `finetune_config`
     preflight(cfg)
     init_distributed()
     set_seed(cfg['seed'])
-    out = Path(cfg['out_dir']); rank = rank_distrib()
+    out, (rank, world) = Path(cfg['out_dir']), rank_world()
     if rank == 0: out.mkdir(parents=True, exist_ok=True)
     dls = make_dls(cfg)
     learn = make_learner(cfg, dls)
@@ -586,7 +588,7 @@ def fit_run(cfg:dict, # From `finetune_config`
         if rank == 0:
             m = pd.read_csv(out/'metrics.csv').iloc[-1].to_dict() if (out/'metrics.csv').exists() else {}
             rec.metrics.update({k: v for k, v in m.items() if k != 'time'}, start_epoch=start, fit_s=round(time.time() - t0, 1),
-                               world_size=max(num_distrib(), 1))
+                               world_size=world)
             rec.outputs += [p.name for p in list_checkpoints(out)] + ['metrics.csv', 'batches.csv']
     return out
 
@@ -617,9 +619,6 @@ def cli_args(cfg:dict)->list[str]:
         out += [f'--{k.replace("_", "-")}', ','.join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)]
     return out
 
-def _free_port()->int:
-    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
-
 def launch(cfg:dict, # From `finetune_config`
            quiet:bool=True # Hide progress bars of the subprocesses
           )->Path:
@@ -627,16 +626,7 @@ def launch(cfg:dict, # From `finetune_config`
     n = cfg['num_processes']
     if n <= 1: return fit_run(cfg, quiet=quiet)
     preflight(cfg) # fail here, not in N processes
-    cmd = [sys.executable, '-m', 'accelerate.commands.launch', '--multi_gpu', '--num_processes', str(n), '--num_machines', '1',
-           '--mixed_precision', 'no', '--dynamo_backend', 'no', '--main_process_port', str(_free_port()),
-           '-m', 'fgia_nb.train', *cli_args(cfg), '--quiet', str(quiet)]
-    env = {**os.environ, 'FGIA_ROOT': str(project_root())}
-    if not torch.cuda.is_available(): env.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // n)))
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    tail = []
-    for line in p.stdout:
-        print(line, end=''); tail = (tail + [line])[-40:]
-    if p.wait(): raise RuntimeError(f'accelerate launch failed (exit {p.returncode}):\n' + ''.join(tail))
+    launch_module('fgia_nb.train', [*cli_args(cfg), '--quiet', str(quiet)], n)
     return Path(cfg['out_dir'])
 
 # %% ../nbs/04_finetune.ipynb #22c165dd
