@@ -11,10 +11,11 @@ from .core import project_root, outputs_root, data_root, atomic_write_text, atom
 from .core import tree_fingerprint, read_run
 
 # %% auto #0
-__all__ = ['read_recipe', 'fill', 'notebook_path', 'notebook_params', 'expand_steps', 'notebook_imports', 'step_notebook',
-           'fgia_imports', 'module_closure', 'code_fingerprint', 'param_paths', 'step_key', 'step_reads', 'read_keys',
-           'state_path', 'read_state', 'logged_runs', 'is_done', 'RecipeError', 'step_timings', 'run_step',
-           'clear_stale', 'run_recipe', 'score_row', 'ablation', 'md_table', 'plot_ablation', 'write_ablation', 'main']
+__all__ = ['read_recipe', 'fill', 'notebook_path', 'notebook_params', 'type_ok', 'expand_steps', 'notebook_imports',
+           'step_notebook', 'fgia_imports', 'module_closure', 'code_fingerprint', 'param_paths', 'step_key',
+           'step_reads', 'read_keys', 'state_path', 'read_state', 'logged_runs', 'is_done', 'RecipeError',
+           'step_timings', 'run_step', 'clear_stale', 'run_recipe', 'score_row', 'ablation', 'md_table',
+           'plot_ablation', 'write_ablation', 'main']
 
 # %% ../nbs/10_recipe.ipynb #cdc6dbce
 _KEYS = {'experiment', 'description', 'vars', 'params', 'steps', 'ablation'}
@@ -24,19 +25,25 @@ def read_recipe(path:Path|str # A recipe YAML file
     "Load a recipe and check its shape."
     p = Path(path)
     if not p.is_file(): raise FileNotFoundError(f'recipe {p} does not exist')
-    r = yaml.safe_load(p.read_text()) or {}
-    if not isinstance(r, dict) or not isinstance(r.get('steps'), list): raise ValueError(f'{p}: a recipe is a mapping with a `steps` list')
-    if set(r) - _KEYS: raise ValueError(f'{p}: unknown top-level key(s) {sorted(set(r) - _KEYS)}; a recipe has {sorted(_KEYS)}')
+    with open(p) as f:
+        try: r = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e: raise ValueError(f'{p} is not valid YAML: {e}') from None
+    if not isinstance(r, dict) or not isinstance(r.get('steps'), list):
+        raise ValueError(f'{p}: a recipe is a mapping with a `steps` list')
+    if set(r) - _KEYS:
+        raise ValueError(f'{p}: unknown top-level key(s) {sorted(set(r) - _KEYS)}; a recipe has {sorted(_KEYS)}')
     return r
 
 # %% ../nbs/10_recipe.ipynb #cef70e34
 def fill(o, vars:dict):
-    "Fill `{name}` placeholders in every string of `o`; a string that is exactly one placeholder becomes the value itself."
+    "Fill `{name}` placeholders in every string of `o`; a string that is one placeholder alone becomes its value."
     if isinstance(o, str):
         m = re.fullmatch(r'\{(\w+)\}', o)
         if m and m[1] in vars: return vars[m[1]]
         try: return o.format_map(vars)
-        except KeyError as e: raise KeyError(f'unknown placeholder {{{e.args[0]}}} in {o!r} (known: {sorted(vars)})') from None
+        except KeyError as e:
+            raise KeyError(f'unknown placeholder {{{e.args[0]}}} in {o!r} (known: {sorted(vars)})') from None
+        except (ValueError, IndexError) as e: raise ValueError(f'bad placeholder in {o!r}: {e}') from None
     if isinstance(o, list): return [fill(v, vars) for v in o]
     if isinstance(o, dict): return {k: fill(v, vars) for k, v in o.items()}
     return o
@@ -44,51 +51,100 @@ def fill(o, vars:dict):
 # %% ../nbs/10_recipe.ipynb #767c596d
 def notebook_path(nb:str)->Path:
     "A step's notebook: a name in `nbs/` (`04_finetune`) or a path."
+    if not isinstance(nb, str): raise ValueError(f'`notebook: {nb!r}` is not a notebook name or path')
     p = Path(nb if nb.endswith('.ipynb') else nb + '.ipynb')
     if not p.is_absolute() and not p.exists(): p = project_root()/'nbs'/p
     if not p.is_file(): raise FileNotFoundError(f'notebook {nb!r} not found (looked for {p})')
     return p.resolve()
 
-def notebook_params(nb:Path)->set:
-    "The parameters a notebook's `parameters` cell declares."
+def notebook_params(nb:Path)->dict:
+    "The parameters a notebook's `parameters` cell declares: name -> papermill's `{inferred_type_name, default, help}`."
     return _params(str(nb), Path(nb).stat().st_mtime_ns)
 
 @functools.lru_cache
 def _params(nb, mtime):
     import papermill as pm
-    return frozenset(pm.inspect_notebook(nb))
+    return pm.inspect_notebook(nb)
+
+# %% ../nbs/10_recipe.ipynb #f41381b0
+_TYPES = dict(str=str, int=int, float=(int, float), bool=bool, list=list, dict=dict)
+
+def type_ok(v, # A parameter's value
+            t:str # Its type as papermill reads it: 'int', 'Optional[str]', 'list[str]', or 'None' (not declared)
+           )->bool:
+    "Whether `v` fits the declared type `t` (undeclared and unknown types accept anything)."
+    m = re.fullmatch(r'Optional\[(.+)\]', t)
+    if m: return v is None or type_ok(v, m[1])
+    base = _TYPES.get(re.sub(r'\[.*', '', t))
+    if base is None: return True
+    return isinstance(v, base) and not (isinstance(v, bool) and base in (int, (int, float)))
 
 # %% ../nbs/10_recipe.ipynb #ea7f3cb5
+def _unroll(recipe:dict, vars:dict)->list[tuple[str, dict]]:
+    "The recipe's steps as (where, step) pairs, rounds unrolled and placeholders filled; shape errors say where."
+    raw = []
+    for i, s in enumerate(recipe['steps']):
+        where = f'steps[{i}]'
+        try:
+            if not isinstance(s, dict): raise ValueError(f'{s!r} is not a mapping with `name`, `notebook` and `params`')
+            if 'rounds' not in s:
+                raw.append((where, fill(s, vars)))
+                continue
+            if not (isinstance(s['rounds'], list) and all(isinstance(r, dict) for r in s['rounds'])
+                    and isinstance(s.get('steps'), list)):
+                raise ValueError('`rounds` is a list of mappings (the round variables) beside a `steps` list')
+            raw += [(f'{where}.steps[{j}] (round {k})', fill(t, {**vars, **fill(rv, vars)}))
+                    for k, rv in enumerate(s['rounds']) for j, t in enumerate(s['steps'])]
+        except (KeyError, ValueError, IndexError) as e: raise ValueError(f'{where}: {e}') from None
+    return raw
+
+# %% ../nbs/10_recipe.ipynb #ed16263e
+def _check_step(where:str, s:dict, shared:dict)->dict:
+    "One step with its notebook's path and its full parameters, each known to the notebook and of its declared type."
+    if not isinstance(s, dict) or not {'name', 'notebook'} <= set(s):
+        raise ValueError(f'{where}: a step needs a `name` and a `notebook`: {s!r}')
+    try: nb = notebook_path(s['notebook'])
+    except ValueError as e: raise ValueError(f"{where} ({s['name']!r}): {e}") from None
+    own = s.get('params') or {}
+    if not isinstance(own, dict): raise ValueError(f"{where} ({s['name']!r}): `params` is a mapping, not {own!r}")
+    known = notebook_params(nb)
+    if bad := set(own) - set(known):
+        raise ValueError(f"step {s['name']!r}: {nb.name} has no parameter(s) {sorted(bad)}; it takes {sorted(known)}")
+    params = {**{k: v for k, v in shared.items() if k in known}, **own}
+    for k, v in params.items():
+        t = known[k]['inferred_type_name']
+        if not type_ok(v, t): raise ValueError(f"step {s['name']!r}: parameter {k}={v!r} is not of type {t} ({nb.name})")
+    return dict(name=str(s['name']), notebook=str(nb), params=params)
+
+# %% ../nbs/10_recipe.ipynb #52cd969b
 def expand_steps(recipe:dict, # From `read_recipe`
                  experiment:str|None=None, # Overrides the recipe's experiment
                  vars:dict|None=None # Override the recipe's `vars`, e.g. `{'raw': '/data/webfg5000'}`
                 )->list[dict]:
     "The recipe's steps in run order: rounds unrolled, placeholders filled, parameters merged and checked."
     exp, over = experiment or recipe.get('experiment') or 'demo', vars or {}
-    vars = dict(experiment=exp, out=str(outputs_root()/exp), root=str(project_root()), data=str(data_root()), nbs=str(project_root()/'nbs'))
+    if unknown := set(over) - set(recipe.get('vars') or {}):
+        raise ValueError(f"--var {sorted(unknown)}: the recipe has no such var (it has {sorted(recipe.get('vars') or {})})")
+    vars = dict(experiment=exp, out=str(outputs_root()/exp), root=str(project_root()), data=str(data_root()),
+                nbs=str(project_root()/'nbs'))
     vars.update(fill({**(recipe.get('vars') or {}), **over}, vars))
-    raw = []
-    for s in recipe['steps']:
-        if 'rounds' in s: raw += [fill(t, {**vars, **fill(rv, vars)}) for rv in s['rounds'] for t in s['steps']]
-        else: raw.append(fill(s, vars))
-    steps, shared = [], {**fill(recipe.get('params') or {}, vars), 'experiment': exp}
-    for s in raw:
-        if not {'name', 'notebook'} <= set(s): raise ValueError(f'recipe step {s} needs a `name` and a `notebook`')
-        nb = notebook_path(s['notebook']); known = notebook_params(nb); own = s.get('params') or {}
-        bad = set(own) - known
-        if bad: raise ValueError(f"step {s['name']!r}: {nb.name} has no parameter(s) {sorted(bad)}; it takes {sorted(known)}")
-        steps.append(dict(name=str(s['name']), notebook=str(nb), params={**{k: v for k, v in shared.items() if k in known}, **own}))
+    shared = {**fill(recipe.get('params') or {}, vars), 'experiment': exp}
+    steps = [_check_step(where, s, shared) for where, s in _unroll(recipe, vars)]
     names = [s['name'] for s in steps]
-    if len(set(names)) < len(names): raise ValueError(f'step names must be unique: {sorted({n for n in names if names.count(n) > 1})}')
+    if len(set(names)) < len(names):
+        raise ValueError(f'step names must be unique: {sorted({n for n in names if names.count(n) > 1})}')
     return steps
 
 # %% ../nbs/10_recipe.ipynb #be829ec5
-def _strip_directives(src:str)->str: return '\n'.join(l for l in src.splitlines() if not l.lstrip().startswith(('#|', '%', '!')))
+def _strip_directives(src:str)->str:
+    "`src` without nbdev directives, magics and shell escapes, so that `ast` can parse it."
+    return '\n'.join(l for l in src.splitlines() if not l.lstrip().startswith(('#|', '%', '!')))
 
 def _parse(src:str):
     try: return ast.parse(_strip_directives(src))
     except SyntaxError: return None
 
+# %% ../nbs/10_recipe.ipynb #6b05d41e
 def notebook_imports(cells:list # Code cells
                     )->list[str]:
     "The top-level `import` statements of `cells`, in order, each once (`from __future__` left out)."
@@ -97,7 +153,8 @@ def notebook_imports(cells:list # Code cells
         tree, src = _parse(c.source), _strip_directives(c.source)
         for node in (tree.body if tree else []):
             if isinstance(node, ast.ImportFrom) and node.module == '__future__': continue
-            if isinstance(node, (ast.Import, ast.ImportFrom)) and (s := ast.get_source_segment(src, node)) not in out: out.append(s)
+            s = ast.get_source_segment(src, node)
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and s not in out: out.append(s)
     return out
 
 # %% ../nbs/10_recipe.ipynb #32618894
@@ -118,13 +175,15 @@ def step_notebook(nb:Path|str # A stage notebook
 # %% ../nbs/10_recipe.ipynb #55df8274
 def fgia_imports(src:str # Python code (a module, or a notebook cell)
                 )->set[str]:
-    "The `fgia_nb` modules that `src` imports anywhere (inside functions too; relative imports are `fgia_nb`'s own)."
+    "The `fgia_nb` modules that `src` imports anywhere, functions included (relative imports are `fgia_nb`'s own)."
     mods, tree = set(), _parse(src)
     for node in (ast.walk(tree) if tree else []):
-        if isinstance(node, ast.Import): mods |= {a.name.split('.')[1] for a in node.names if a.name.startswith('fgia_nb.')}
+        if isinstance(node, ast.Import):
+            mods |= {a.name.split('.')[1] for a in node.names if a.name.startswith('fgia_nb.')}
         elif isinstance(node, ast.ImportFrom):
             m = node.module or ''
-            if node.level or m == 'fgia_nb': mods |= {m.split('.')[0]} if m and m != 'fgia_nb' else {a.name for a in node.names}
+            if node.level or m == 'fgia_nb':
+                mods |= {m.split('.')[0]} if m and m != 'fgia_nb' else {a.name for a in node.names}
             elif m.startswith('fgia_nb.'): mods.add(m.split('.')[1])
     return mods
 
@@ -162,6 +221,7 @@ def _fingerprint(p:Path)->str:
 
 def _inside(p, folder)->bool: return Path(p).resolve().is_relative_to(Path(folder).resolve())
 
+# %% ../nbs/10_recipe.ipynb #cb109141
 def param_paths(params:dict # A step's parameters
                )->list[str]:
     "The absolute paths a step's parameters name (in strings, comma-separated strings and lists)."
@@ -170,13 +230,14 @@ def param_paths(params:dict # A step's parameters
 
 # %% ../nbs/10_recipe.ipynb #89ff8fd4
 def step_key(step:dict, # From `expand_steps`
-             reads:dict|None=None, # What the step read: path -> key of the step that wrote it, or the path's fingerprint
+             reads:dict|None=None, # What the step read: path -> key of the step that wrote it, or its fingerprint
              exp_dir:Path|None=None # The experiment's output folder
             )->str:
     "What a step's result depends on, hashed: its code, its parameters, the files they name, and what it read."
     exp_dir = Path(exp_dir or outputs_root()/step['params'].get('experiment', 'demo'))
     named = {p: _fingerprint(Path(p)) for p in param_paths(step['params']) if not _inside(p, exp_dir)}
-    blob = [Path(step['notebook']).name, step['params'], code_fingerprint(step['notebook']), named, sorted((reads or {}).items())]
+    blob = [Path(step['notebook']).name, step['params'], code_fingerprint(step['notebook']), named,
+            sorted((reads or {}).items())]
     return hashlib.sha1(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
 # %% ../nbs/10_recipe.ipynb #07671b2d
@@ -190,6 +251,7 @@ def step_reads(outputs:list, # The run folders a step wrote
     ins = {str((cwd/p).resolve()) for o in outputs for p in (read_run(o).get('inputs') or {})}
     return sorted(ins | {str(Path(p).resolve()) for p in param_paths(params) if _inside(p, exp_dir)})
 
+# %% ../nbs/10_recipe.ipynb #b116cbac
 def read_keys(reads:list, # From `step_reads`
               owners:dict, # Run folder -> the step that wrote it (the step itself left out)
               keys:dict # Step -> its current key
@@ -215,6 +277,7 @@ def logged_runs(log:Path # The file a step's run records appended their folders 
     "The run folders a step wrote (or began to write), from its log, in order, each once."
     return list(dict.fromkeys(Path(log).read_text().split('\n')[:-1])) if Path(log).exists() else []
 
+# %% ../nbs/10_recipe.ipynb #19635ddd
 def is_done(state:dict|None, key:str)->bool:
     "Whether a step's state says it completed with `key` and its run folders are still complete."
     if not state or state.get('status') != 'complete' or state.get('key') != key: return False
@@ -224,6 +287,7 @@ def is_done(state:dict|None, key:str)->bool:
 # %% ../nbs/10_recipe.ipynb #3fbf2260
 class RecipeError(RuntimeError): "A recipe step failed."
 
+# %% ../nbs/10_recipe.ipynb #2536087b
 @contextlib.contextmanager
 def _env(**kw):
     "Set environment variables for the block (a papermill kernel inherits them)."
@@ -239,7 +303,7 @@ def _env(**kw):
 def step_timings(executed:Path, # A step's executed notebook
                  wall_s:float # The step's wall time
                 )->dict:
-    "Seconds of a step's work (its parameters and run part, from papermill's cell timings) and of its start-up (the rest)."
+    "Seconds of a step's work (parameters and run part, from papermill's cell timings) and of its start-up (the rest)."
     nb = nbformat.read(executed, as_version=4)
     work = sum(c.metadata.get('papermill', {}).get('duration') or 0 for c in nb.cells
                if c.cell_type == 'code' and c.get('id') != 'fgia-imports')
@@ -251,12 +315,13 @@ def run_step(step:dict, # From `expand_steps`
              exp_dir:Path, # The experiment's output folder
              index:int=0 # Its place in the recipe (names the executed notebook)
             )->dict:
-    "Execute what a step runs of its notebook with papermill; return its state: status, outputs, reads and timings."
+    "Execute what a step runs of its notebook with papermill; return its state (status, outputs, reads, timings)."
     import papermill as pm
     nb, name, steps_dir = Path(step['notebook']), step['name'], Path(exp_dir)/'recipe'/'steps'
     executed = Path(exp_dir)/'recipe'/'notebooks'/f'{index:02d}_{name}.ipynb'
     executed.parent.mkdir(parents=True, exist_ok=True)
-    src, tmp = executed.with_name(f'.{executed.stem}.input.ipynb'), executed.with_name(f'.{executed.stem}.partial.ipynb')
+    src = executed.with_name(f'.{executed.stem}.input.ipynb')
+    tmp = executed.with_name(f'.{executed.stem}.partial.ipynb')
     nbformat.write(step_notebook(nb), src)
     log = steps_dir/f'{name}.runs'
     log.unlink(missing_ok=True)
@@ -273,7 +338,8 @@ def run_step(step:dict, # From `expand_steps`
         if tmp.exists(): os.replace(tmp, executed)
         src.unlink(missing_ok=True)
     st['outputs'] = [o for o in logged_runs(log) if (Path(o)/'run.json').exists()]
-    st.update(reads=step_reads(st['outputs'], step['params'], exp_dir, nb.parent), wall_s=round(time.time() - st['started'], 1))
+    st['reads'] = step_reads(st['outputs'], step['params'], exp_dir, nb.parent)
+    st['wall_s'] = round(time.time() - st['started'], 1)
     st.update(step_timings(executed, st['wall_s']))
     for o in st['outputs']:
         with atomic_path(Path(o)/nb.name) as t: shutil.copyfile(executed, t)
@@ -282,12 +348,14 @@ def run_step(step:dict, # From `expand_steps`
 # %% ../nbs/10_recipe.ipynb #16217a5b
 @contextlib.contextmanager
 def _lock(exp_dir:Path):
+    "Hold the experiment's lock file for the block, or say which runner holds it."
     import fcntl
     p = Path(exp_dir)/'recipe'/'.lock'
     p.parent.mkdir(parents=True, exist_ok=True)
     with open(p, 'a+') as f:
         try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError: raise RecipeError(f'another fgia run holds {p}: wait for it to finish or stop it') from None
+        except BlockingIOError:
+            raise RecipeError(f'another fgia run holds {p}: wait for it to finish or stop it') from None
         yield
 
 # %% ../nbs/10_recipe.ipynb #bcf10af6
@@ -303,12 +371,13 @@ def clear_stale(state:dict, # A step's last state, made with another key
         shutil.rmtree(o)
     return gone
 
-# %% ../nbs/10_recipe.ipynb #500f8918
+# %% ../nbs/10_recipe.ipynb #29b5acb5
 def _row(s:dict, action:str, st:dict|None=None)->dict:
     "A `summary.csv` row: the step, what happened, and its wall, start-up and work seconds."
     return dict(step=s['name'], notebook=Path(s['notebook']).stem, action=action,
                 **{k: (st or {}).get(k) for k in ('wall_s', 'startup_s', 'work_s')})
 
+# %% ../nbs/10_recipe.ipynb #500f8918
 def run_recipe(recipe:Path|str|dict, # A recipe file (or a `read_recipe` dict)
                experiment:str|None=None, # Overrides the recipe's experiment
                force:bool=False, # Run every step, even those that are done
@@ -316,9 +385,11 @@ def run_recipe(recipe:Path|str|dict, # A recipe file (or a `read_recipe` dict)
                dry_run:bool=False, # Only say what would run
                vars:dict|None=None, # Override the recipe's `vars`
                log=print)->pd.DataFrame:
-    "Run a recipe's steps in order, skipping the done ones; returns one row per step (and writes `recipe/summary.csv`)."
+    "Run a recipe's steps in order, skipping the done ones; one row per step (also in `recipe/summary.csv`)."
     r = recipe if isinstance(recipe, dict) else read_recipe(recipe)
     steps = expand_steps(r, experiment, vars)
+    if until is not None and until not in (names := [s['name'] for s in steps]):
+        raise ValueError(f'--until {until!r}: the recipe has no such step (it has {names})')
     exp_dir = outputs_root()/(experiment or r.get('experiment') or 'demo')
     rows, keys, fresh, t0 = [], {}, set(), time.time()
     with _lock(exp_dir):
@@ -343,16 +414,18 @@ def run_recipe(recipe:Path|str|dict, # A recipe file (or a `read_recipe` dict)
                                       f"  executed notebook: {st['executed']}")
                 log(f"    done in {st['wall_s']:.0f} s (start-up {st['startup_s']:.0f} s)")
                 rows.append(_row(s, 'ran', st))
-            if until and name == until: break
+            if name == until: break
         df = pd.DataFrame(rows)
         if not dry_run:
             with atomic_path(exp_dir/'recipe'/'summary.csv') as t: df.to_csv(t, index=False)
-        if not dry_run and r.get('ablation') and until is None: write_ablation(ablation(r['ablation'], exp_dir), exp_dir)
-    log(f"{(df.action == 'ran').sum()} step(s) ran, {(df.action == 'skipped').sum()} skipped, in {time.time() - t0:.0f} s")
+            if r.get('ablation') and until is None: write_ablation(ablation(r['ablation'], exp_dir), exp_dir)
+    ran, skipped = (df.action == 'ran').sum(), (df.action == 'skipped').sum()
+    log(f'{ran} step(s) ran, {skipped} skipped, in {time.time() - t0:.0f} s')
     return df
 
 # %% ../nbs/10_recipe.ipynb #27d96454
 def _answers_csv(split:str)->Path:
+    "The default dataset's hidden answers of `split`."
     from fgia_nb.sources import answers_dir
     p = answers_dir(data_root()/'fmnist_web')/f'{split}.csv'
     if not p.exists(): raise FileNotFoundError(f'no hidden answers for {split!r} at {p}: the ablation needs the default dataset')
@@ -362,17 +435,20 @@ def score_row(row:dict, exp_dir:Path, split:str='testb')->dict:
     "Score one ablation row (`logits` folder or `submission` CSV) against the hidden answers."
     from fgia_nb.sources import score
     if 'submission' in row: return score(Path(exp_dir)/row['submission'], _answers_csv(split))
-    from fgia_nb.predict import open_logits
+    from fgia_nb.logits import open_logits
     from fgia_nb.redistribute import argmax_labels, write_submission
     lg = open_logits(Path(exp_dir)/row['logits'])
     with tempfile.TemporaryDirectory() as d:
-        return score(write_submission(Path(d)/'pred.csv', lg.paths, argmax_labels(lg), lg.classes), _answers_csv(split))
+        pred = write_submission(Path(d)/'pred.csv', lg.paths, argmax_labels(lg), lg.classes)
+        return score(pred, _answers_csv(split))
 
+# %% ../nbs/10_recipe.ipynb #5d5e1395
 def ablation(rows:list, # Recipe rows: {row, logits | submission, split (default testb)}
              exp_dir:Path|str)->pd.DataFrame:
     "The ablation table: each row's top-1 and class-balanced accuracy, and the change in top-1 from the row above."
-    res = [dict(step=r['row'], **{k: v for k, v in score_row(r, exp_dir, r.get('split', 'testb')).items() if k in ('top1', 'balanced')}) for r in rows]
-    df = pd.DataFrame(res); df['delta'] = df.top1.diff().fillna(0.)
+    scores = [score_row(r, exp_dir, r.get('split', 'testb')) for r in rows]
+    df = pd.DataFrame([dict(step=r['row'], top1=s['top1'], balanced=s['balanced']) for r, s in zip(rows, scores)])
+    df['delta'] = df.top1.diff().fillna(0.)
     return df
 
 # %% ../nbs/10_recipe.ipynb #c83f2bf6
@@ -380,8 +456,10 @@ def md_table(df:pd.DataFrame, fmt:str='.4f')->str:
     "A Markdown table of `df` (floats formatted with `fmt`)."
     cell = lambda v: format(v, fmt) if isinstance(v, float) else str(v)
     lines = ['| ' + ' | '.join(map(str, df.columns)) + ' |', '|' + '---|' * len(df.columns)]
-    return '\n'.join(lines + ['| ' + ' | '.join(cell(v) for v in row) + ' |' for row in df.itertuples(index=False)]) + '\n'
+    lines += ['| ' + ' | '.join(cell(v) for v in row) + ' |' for row in df.itertuples(index=False)]
+    return '\n'.join(lines) + '\n'
 
+# %% ../nbs/10_recipe.ipynb #1a6645c6
 def plot_ablation(df:pd.DataFrame):
     "Horizontal bars of top-1 and class-balanced accuracy per ablation row."
     import matplotlib.pyplot as plt, seaborn as sns
@@ -389,17 +467,20 @@ def plot_ablation(df:pd.DataFrame):
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(df) + 1.2))
     sns.barplot(long, y='step', x='accuracy', hue='metric', ax=ax)
     for c in ax.containers: ax.bar_label(c, fmt='%.3f', fontsize=7, padding=2)
-    ax.set(xlim=(0, 1), ylabel='', title='ablation on the hidden test-B answers'); fig.tight_layout()
+    ax.set(xlim=(0, 1), ylabel='', title='ablation on the hidden test-B answers')
+    fig.tight_layout()
     return fig
 
+# %% ../nbs/10_recipe.ipynb #ef106a1d
 def write_ablation(df:pd.DataFrame, exp_dir:Path|str)->Path:
     "Write `ablation.csv`, `ablation.md` and `ablation.png` into the experiment folder."
+    import matplotlib.pyplot as plt
     exp_dir = Path(exp_dir)
     with atomic_path(exp_dir/'ablation.csv') as t: df.to_csv(t, index=False)
     atomic_write_text(exp_dir/'ablation.md', md_table(df))
     fig = plot_ablation(df)
     with atomic_path(exp_dir/'ablation.png') as t: fig.savefig(t, format='png', dpi=110)
-    import matplotlib.pyplot as plt; plt.close(fig)
+    plt.close(fig)
     return exp_dir/'ablation.md'
 
 # %% ../nbs/10_recipe.ipynb #3631902d
@@ -408,9 +489,13 @@ def main(argv:list|None=None):
     ap = argparse.ArgumentParser('fgia', description='fgia_nb: run the pipeline recipes')
     sub = ap.add_subparsers(dest='cmd', required=True)
     r = sub.add_parser('run', help='run a recipe (YAML) through papermill, skipping steps that are done')
-    r.add_argument('recipe'); r.add_argument('--experiment', default=None)
-    r.add_argument('--force', action='store_true'); r.add_argument('--dry-run', action='store_true'); r.add_argument('--until', default=None)
-    r.add_argument('--var', action='append', default=[], metavar='NAME=VALUE', help="override one of the recipe's vars (YAML value)")
+    r.add_argument('recipe')
+    r.add_argument('--experiment', default=None)
+    r.add_argument('--force', action='store_true')
+    r.add_argument('--dry-run', action='store_true')
+    r.add_argument('--until', default=None)
+    r.add_argument('--var', action='append', default=[], metavar='NAME=VALUE',
+                   help="override one of the recipe's vars (YAML value)")
     a = ap.parse_args(argv)
     try:
         vars = {k: yaml.safe_load(v) for k, _, v in (s.partition('=') for s in a.var)}
