@@ -11,9 +11,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from fastcore.parallel import parallel
 from threadpoolctl import threadpool_limits
 import simplejpeg
-from fastcore.script import call_parse
-from .core import RunRecord, run_dir, atomic_path, atomic_write_text
-from .sources import read_source, make_default_dataset, answers_dir
+from .core import RunRecord, atomic_path, atomic_write_text
+from .sources import read_source
 
 # %% auto #0
 __all__ = ['MANIFEST_COLS', 'EXPECTED', 'to_gray', 'phash', 'scan_file', 'scan', 'name_hash', 'near_duplicates', 'thumb_corr',
