@@ -27,33 +27,30 @@ def _rss_mb()->float:
 def _work(phase:str, args:dict):
     "The work of one phase."
     from fgia_nb.logits import open_logits, read_rows
+    from fgia_nb.ensemble import ensemble
+    from fgia_nb.redistribute import prior_match, winners_redistribute
+    from fgia_nb.soup import uniform_soup
     if phase == 'read':
         for f in args['models']:
             lg = open_logits(f)
             for s in range(0, len(lg), 4096): read_rows(lg, s, s+4096)
-    elif phase == 'ensemble':
-        from fgia_nb.ensemble import ensemble
-        ensemble(args['models'], args['out'], args.get('weights'))
-    elif phase == 'prior_match':
-        from fgia_nb.redistribute import prior_match
-        prior_match(open_logits(args['scores']))
+    elif phase == 'ensemble': ensemble(args['models'], args['out'], args.get('weights'))
+    elif phase == 'prior_match': prior_match(open_logits(args['scores']))
     elif phase == 'winners':
-        from fgia_nb.redistribute import winners_redistribute
         lg = open_logits(args['scores'])
         winners_redistribute(lg, int(0.9*lg.shape[0]/lg.shape[1]))
     elif phase == 'soup_read':
         for p in args['checkpoints']:
             with open(p, 'rb') as f:
                 while f.read(1 << 24): pass
-    elif phase == 'soup':
-        from fgia_nb.soup import uniform_soup
-        uniform_soup(args['checkpoints'], args['out'])
+    elif phase == 'soup': uniform_soup(args['checkpoints'], args['out'])
     else: raise ValueError(f'unknown phase {phase!r}')
 
 
 def _phase_main(phase:str, args_json:str):
     "Run one phase in this process and print its wall time, CPU time, RSS before the work and peak RSS."
-    __import__('torch')   # before the RSS baseline: every phase needs it
+    for m in ('torch', 'fgia_nb.logits', 'fgia_nb.ensemble', 'fgia_nb.redistribute', 'fgia_nb.soup'):
+        __import__(m)   # imported before the clock starts and the RSS baseline is taken
     base = _rss_mb()
     ru = resource.getrusage(resource.RUSAGE_SELF)
     cpu0, t0 = ru.ru_utime + ru.ru_stime, time.time()
@@ -140,15 +137,17 @@ def bench_post(models:int=5, # Models (M)
         cks = soup_checkpoints(root/'soup', soup_k, soup_mb)
         ck_mb = cks[0].stat().st_size/2**20
         r['soup_read'] = run_phase('soup_read', repeats, checkpoints=[str(p) for p in cks])
-        r['soup'] = run_phase('soup', repeats, checkpoints=[str(p) for p in cks], out=str(root/'soup'/'soup.safetensors'))
+        r['soup'] = run_phase('soup', repeats, checkpoints=[str(p) for p in cks],
+                              out=str(root/'soup'/'soup.safetensors'))
         rd, sr = r['read']['wall_s'], r['soup_read']['wall_s']
         print(f"  read every file once  {rd:7.2f} s  ({M*n*c*2/rd/1e9:.1f} GB/s)   {_mem(r['read'])}")
         for k in ('ensemble', 'prior_match', 'winners'):
             print(f"  {k:<20}  {r[k]['wall_s']:7.2f} s  = {r[k]['wall_s']/rd:6.2f} x the read   {_mem(r[k])}")
         print(f"  read {soup_k} checkpoints   {sr:7.2f} s   {_mem(r['soup_read'])}")
         extra = (r['soup']['peak_rss_mb'] - r['soup']['base_rss_mb'])/ck_mb
-        print(f"  soup of {soup_k} x {ck_mb:,.0f} MB    {r['soup']['wall_s']:7.2f} s  = {r['soup']['wall_s']/sr:6.2f} x their read"
-              f"   {_mem(r['soup'])} = {extra:.2f} checkpoints above the RSS before the work")
+        print(f"  soup of {soup_k} x {ck_mb:,.0f} MB    {r['soup']['wall_s']:7.2f} s  = "
+              f"{r['soup']['wall_s']/sr:6.2f} x their read   {_mem(r['soup'])} = {extra:.2f} checkpoints "
+              "above the RSS before the work")
         print(f'  load average at the end {os.getloadavg()[0]:.1f} (wall times on a possibly shared machine)')
         r.update(models=M, n=n, c=c, checkpoint_mb=ck_mb, ensemble_over_read=r['ensemble']['wall_s']/rd,
                  soup_over_read=r['soup']['wall_s']/sr)

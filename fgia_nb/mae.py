@@ -35,8 +35,8 @@ from .core import project_root, run_dir, outputs_root, atomic_path, atomic_write
 __all__ = ['AdamW95', 'create_encoder', 'patchify', 'unpatchify', 'random_masking', 'normalize_patches', 'masked_mse', 'MAE',
            'block_mask', 'SimMIM', 'mim_model', 'image_items', 'passthrough_loss', 'UnlabeledBatch', 'mim_dls',
            'param_groups', 'fit_mim', 'mim_learner', 'save_encoder', 'reconstruct', 'show_reconstructions', 'pretrain',
-           'pretrain_worker', 'launch_pretrain', 'bench_mae', 'to_input', 'frozen_features', 'probe_scores',
-           'finetune_score', 'compare_starts']
+           'pretrain_worker', 'launch_pretrain', 'to_input', 'frozen_features', 'probe_scores', 'finetune_score',
+           'compare_starts']
 
 # %% ../nbs/02_mae_pretrain.ipynb #16637bbd
 def create_encoder(arch:str='vit_demo', # `vit_demo`, `swinv2_demo`, `vit_l`, ... or a timm model name
@@ -418,59 +418,6 @@ def launch_pretrain(source:str|Path, splits:str, max_images:int|None, out_dir:st
     if not torch.cuda.is_available(): env.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // num_processes)))
     subprocess.run(cmd, check=True, env=env)
     return json.loads((out/'metrics.json').read_text())
-
-# %% ../nbs/02_mae_pretrain.ipynb #7f5c6557
-def _throughput(step, x, steps:int)->tuple[float,float]:
-    "Images/s of `steps` calls of `step(x)`, by the wall clock and by this process's CPU time."
-    if x.is_cuda: torch.cuda.synchronize()
-    t0, c0 = time.perf_counter(), time.process_time()
-    for _ in range(steps): step(x)
-    if x.is_cuda: torch.cuda.synchronize()
-    n = steps * len(x)
-    return n / (time.perf_counter() - t0), n / (time.process_time() - c0)
-
-def _compare(steps_fns:dict, x, steps:int, warmup:int, rounds:int)->dict:
-    "Best (wall, CPU-time) throughput of each step function over `rounds` interleaved rounds."
-    for f in steps_fns.values(): _throughput(f, x, warmup)
-    best = {k: (0., 0.) for k in steps_fns}
-    for _ in range(rounds):
-        for k, f in steps_fns.items(): best[k] = tuple(map(max, best[k], _throughput(f, x, steps)))
-    return best
-
-@call_parse
-def bench_mae(arch:str='vit_demo', # Encoder: `vit_demo` or a timm ViT name
-              img_size:int=32, # Input size
-              bs:int=128, # Batch size
-              mask_ratio:float=0.75, # Fraction of patches hidden
-              decoder_dim:int=64, decoder_depth:int=1, decoder_heads:int=4, # The MAE decoder (512/8/16 at full size)
-              steps:int=5, warmup:int=2, rounds:int=3, # Timed steps per round, untimed steps, interleaved rounds
-              device:str='auto', # 'cpu', 'cuda' or 'auto'
-              threads:int=1 # CPU threads for torch (0: torch's default); 1 is the steadiest on a shared machine
-             ):
-    "Print MAE training throughput against a full-token forward+backward of the same encoder."
-    dev = torch.device('cuda' if device == 'auto' and torch.cuda.is_available() else 'cpu' if device == 'auto' else device)
-    old_threads = torch.get_num_threads()
-    if threads: torch.set_num_threads(threads)
-    try:
-        torch.manual_seed(0)
-        mae = MAE(create_encoder(arch, img_size=img_size), decoder_dim, decoder_depth, decoder_heads, mask_ratio).to(dev)
-        opt = torch.optim.AdamW(mae.parameters(), lr=1e-4, betas=(0.9, 0.95))
-        def mae_step(x):
-            mae(x).backward(); opt.step(); opt.zero_grad(set_to_none=True)
-        def full_step(x):
-            mae.encoder.forward_features(x).float().pow(2).mean().backward(); opt.step(); opt.zero_grad(set_to_none=True)
-        x = torch.randn(bs, 3, img_size, img_size, device=dev)
-        best = _compare(dict(full=full_step, mae=mae_step), x, steps, warmup, rounds)
-        (full, full_cpu), (fast, fast_cpu) = best['full'], best['mae']
-        res = dict(arch=arch, device=str(dev), bs=bs, mask_ratio=mask_ratio, decoder=(decoder_dim, decoder_depth, decoder_heads),
-                   full_img_s=round(full, 1), mae_img_s=round(fast, 1), speedup=round(fast/full, 2))
-        print(f"{arch} on {dev} ({torch.get_num_threads()} threads), batch {bs}, decoder {decoder_dim}/{decoder_depth}/{decoder_heads}: full-token encoder {full:.1f} img/s, "
-              f"MAE (mask {mask_ratio}) {fast:.1f} img/s, speed-up {fast/full:.2f}x")
-        if dev.type == 'cpu':  # on a shared CPU the wall clock also counts other processes' load; CPU time does not
-            res.update(full_cpu_img_s=round(full_cpu, 1), mae_cpu_img_s=round(fast_cpu, 1), speedup_cpu=round(fast_cpu/full_cpu, 2))
-            print(f"  by CPU time: full-token {full_cpu:.1f} img/s, MAE {fast_cpu:.1f} img/s, speed-up {fast_cpu/full_cpu:.2f}x")
-    finally: torch.set_num_threads(old_threads)
-    return res
 
 # %% ../nbs/02_mae_pretrain.ipynb #4d929e13
 def to_input(x:np.ndarray, # uint8 (N, H, W) or (N, H, W, 3) images

@@ -20,3 +20,13 @@ def test_two_process_mae(tmp_path):
                               mlp_ratio=2, global_pool='avg', num_classes=0)
     res = fresh.load_state_dict(load_file(str(out/'encoder.safetensors')), strict=True)
     assert json.loads((out/'launch_args.json').read_text())['arch'] == 'vit_demo'
+
+def test_bench_mae_script():
+    "benchmarks/bench_mae.py runs and reports MAE's throughput as a ratio to the full-token pass."
+    import subprocess, sys
+    root = Path(__file__).parents[1]
+    p = subprocess.run([sys.executable, str(root/'benchmarks'/'bench_mae.py'), '--steps', '1', '--warmup', '1',
+                        '--rounds', '1', '--bs', '8'], capture_output=True, text=True, cwd=root)
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads([l for l in p.stdout.splitlines() if l.startswith('RESULT ')][-1][7:])
+    assert r['mae_img_s'] > 0 and abs(r['speedup'] - r['mae_img_s']/r['full_img_s']) < 0.02
