@@ -4,28 +4,33 @@
 
 # %% ../nbs/05_tta_predict.ipynb #12d4f54c
 from __future__ import annotations
-import os, sys, subprocess
+import sys
 from pathlib import Path
-import numpy as np, torch
+import numpy as np, pandas as pd, torch
 from fastcore.imports import in_notebook
-from .core import atomic_path
-from .logits import logits_writer
+from .core import atomic_path, outputs_root, run_dir, RunRecord
+from .distributed import rank_world, init_distributed, finish_distributed, run_cli, cli_args, launch_module
+from .logits import logits_writer, open_logits, default_answers, top1
 
 # %% auto #0
 __all__ = ['tta_views', 'model_log_prior', 'tta_batches', 'tta_logits', 'shard_bounds', 'predict_checkpoint', 'predict_cli',
-           'launch_predict']
+           'launch_predict', 'tta_predict']
 
 # %% ../nbs/05_tta_predict.ipynb #0f8c0634
 import torch.nn as nn, torch.nn.functional as F
 
 def _zoom(x:torch.Tensor, s:float)->torch.Tensor:
     "Zoom a batch by `s` around the centre, keeping its size (crop when enlarging, reflect-pad when shrinking)."
-    H, W = x.shape[-2:]; h, w = max(1, round(H*s)), max(1, round(W*s))
+    H, W = x.shape[-2:]
+    h, w = max(1, round(H*s)), max(1, round(W*s))
     y = F.interpolate(x, size=(h, w), mode='bilinear', align_corners=False, antialias=s < 1)
-    if s >= 1: t, l = (h - H)//2, (w - W)//2; return y[..., t:t+H, l:l+W]
+    if s >= 1:
+        t, l = (h - H)//2, (w - W)//2
+        return y[..., t:t+H, l:l+W]
     ph, pw = H - h, W - w
     return F.pad(y, (pw//2, pw - pw//2, ph//2, ph - ph//2), mode='reflect' if min(h, w) > max(ph, pw)//2 + 1 else 'replicate')
 
+# %% ../nbs/05_tta_predict.ipynb #5525d099
 def tta_views(x:torch.Tensor, # A batch (B, C, H, W)
               flip:bool=True, # Add the horizontal flip of every view
               scales=() # Extra zoom factors, e.g. (0.875, 1.125)
@@ -44,6 +49,7 @@ def model_log_prior(model:nn.Module, config:dict|None=None)->torch.Tensor|None:
     p = torch.as_tensor(counts, dtype=torch.float64).clamp_min(0.5)
     return (p / p.sum()).log().float()
 
+# %% ../nbs/05_tta_predict.ipynb #3ec1e3e7
 def _batch_x(b): return b[0] if isinstance(b, (tuple, list)) else b
 
 @torch.no_grad()
@@ -66,19 +72,17 @@ def tta_batches(model:nn.Module, # Any classifier returning (B, C) logits
         x = _batch_x(b).to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             outs = [model(v).float() for v in tta_views(x, flip, scales)]
-        z = torch.stack(outs).mean(0) if average == 'logit' else torch.stack([o.log_softmax(1) for o in outs]).logsumexp(0) - np.log(len(outs))
+        if average == 'logit': z = torch.stack(outs).mean(0)
+        else: z = torch.stack([o.log_softmax(1) for o in outs]).logsumexp(0) - np.log(len(outs))
         if adj is not None: z = z - adj
         yield z.cpu().numpy()
 
+# %% ../nbs/05_tta_predict.ipynb #840238de
 def tta_logits(model:nn.Module, dl, **kw)->np.ndarray:
-    "All of `tta_batches` as one (N, C) float32 array (small sets; use `predict_folder` for large ones)."
+    "All of `tta_batches` as one (N, C) float32 array (small sets; use `predict_checkpoint` for large ones)."
     return np.concatenate(list(tta_batches(model, dl, **kw)))
 
 # %% ../nbs/05_tta_predict.ipynb #834b3a64
-def _rank_world():
-    import torch.distributed as dist
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
-
 def _barrier():
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized(): dist.barrier()
@@ -91,38 +95,51 @@ def shard_bounds(n:int, rank:int, world:int)->tuple:
 
 # %% ../nbs/05_tta_predict.ipynb #ffd7ee3a
 def predict_checkpoint(checkpoint:Path|str, # A stage-04 checkpoint or a stage-07 soup
-                       manifest, # Stage-00 manifest (path or DataFrame with `attrs['data_root']`)
+                       manifest:Path|str, # Stage-00 manifest (or a DataFrame with `attrs['data_root']`)
                        split:str, # Split to predict, e.g. 'testb'
                        out:Path|str, # Logits folder to write
-                       flip:bool=True, scales=(), average:str='logit', # TTA (see `tta_batches`)
-                       adjust:bool=False, tau:float=1., # Post-hoc logit adjustment (linear heads)
-                       bs:int=64, num_workers:int=0, progress:bool=True)->Path:
+                       flip:bool=True, # Flip TTA
+                       scales:list[float]=(), # Extra zoom views (see `tta_views`)
+                       average:str='logit', # 'logit' or 'prob' (see `tta_batches`)
+                       adjust:bool=False, # Post-hoc logit adjustment (linear heads)
+                       tau:float=1., # Adjustment strength
+                       bs:int=64, # Batch size
+                       num_workers:int=0, # Loader workers
+                       progress:bool=True # Show a progress bar (on rank 0)
+                      )->Path:
     "TTA logits of one split from a checkpoint, written as a logits folder; sharded across processes when distributed."
     from fgia_nb.train import load_model, checkpoint_meta, _timm_name
     from fgia_nb.data import test_dl, load_manifest, data_config
     cfg = checkpoint_meta(checkpoint).get('fgia_config', {})
     model = load_model(checkpoint)
     classes = cfg.get('classes') or [str(i) for i in range(cfg['num_classes'])]
-    if adjust and cfg.get('head') != 'linear': raise ValueError(f"{checkpoint}: logit adjustment is for linear heads, this one is {cfg.get('head')!r}")
+    if adjust and cfg.get('head') != 'linear':
+        raise ValueError(f"{checkpoint}: logit adjustment is for linear heads, this one is {cfg.get('head')!r}")
     lp = model_log_prior(model, cfg) if adjust else None
     if adjust and lp is None: raise ValueError(f'{checkpoint}: adjust=True but the checkpoint records no training prior')
-    df = load_manifest(manifest); rows = df[df.split == split]
+    df = load_manifest(manifest)
+    rows = df[df.split == split]
     if not len(rows): raise ValueError(f'the manifest has no {split!r} rows (splits: {sorted(df.split.unique())})')
-    rank, world = _rank_world()
+    rank, world = rank_world()
     s, e = shard_bounds(len(rows), rank, world)
-    shard = rows.iloc[s:e]; shard.attrs = dict(df.attrs)
+    shard = rows.iloc[s:e]
+    shard.attrs = dict(df.attrs)
     names = [Path(p).name for p in rows.path]
     kw = dict(flip=flip, scales=tuple(scales), average=average, log_prior=lp, tau=tau, progress=progress and rank == 0)
     out = Path(out)
-    batches = (tta_batches(model, test_dl(shard, split, size=cfg.get('img_size') or 224, crop=(cfg.get('train') or {}).get('crop', 'center'),
-                                          cfg=data_config(_timm_name(cfg['arch'])), bs=bs, num_workers=num_workers), **kw)
-               if len(shard) else iter(()))
+    crop = (cfg.get('train') or {}).get('crop', 'center')
+    if len(shard):
+        dl = test_dl(shard, split, size=cfg.get('img_size') or 224, crop=crop, cfg=data_config(_timm_name(cfg['arch'])),
+                     bs=bs, num_workers=num_workers)
+        batches = tta_batches(model, dl, **kw)
+    else: batches = iter(())
     if world == 1:
         with logits_writer(out, names, classes) as w:
             for z in batches: w(z)
         return out
     part = out/f'.shard-{rank:03d}-of-{world:03d}.npy'
-    with atomic_path(part) as tmp: np.save(tmp, np.concatenate(list(batches) or [np.zeros((0, len(classes)), np.float32)]).astype(np.float16))
+    with atomic_path(part) as tmp:
+        np.save(tmp, np.concatenate(list(batches) or [np.zeros((0, len(classes)), np.float32)]).astype(np.float16))
     _barrier()
     if rank == 0:
         parts = [out/f'.shard-{r:03d}-of-{world:03d}.npy' for r in range(world)]
@@ -133,39 +150,66 @@ def predict_checkpoint(checkpoint:Path|str, # A stage-04 checkpoint or a stage-0
     return out
 
 # %% ../nbs/05_tta_predict.ipynb #8a320f06
-from fastcore.script import call_parse, bool_arg
-
-@call_parse
-def predict_cli(checkpoint:str=None, # Checkpoint file
-                manifest:str=None, # Stage-00 manifest.parquet
-                split:str='testb', # Split to predict
-                out:str=None, # Logits folder
-                flip:bool_arg=True, scales:str='', average:str='logit', adjust:bool_arg=False, tau:float=1.,
-                bs:int=64, num_workers:int=0, quiet:bool_arg=False):
-    "Predict a split from a checkpoint with TTA (`accelerate launch -m fgia_nb.predict ...` for several processes)."
-    from fgia_nb.data import init_distributed
-    if not (checkpoint and manifest and out): raise SystemExit('predict_cli: --checkpoint, --manifest and --out are required')
+def predict_cli(argv:list|None=None # Command-line arguments (default `sys.argv[1:]`)
+               )->Path:
+    "`predict_checkpoint` from the command line, on this process's shard (`accelerate launch -m fgia_nb.predict ...`)."
     init_distributed()
-    predict_checkpoint(checkpoint, manifest, split, out, flip, [float(s) for s in scales.split(',') if s], average, adjust, tau,
-                       bs, num_workers, progress=not quiet)
-    from fgia_nb.data import finish_distributed
+    out = run_cli(predict_checkpoint, argv, 'python -m fgia_nb.predict')
     finish_distributed()
-    if __name__ == '__main__' and not in_notebook(): sys.exit(0)
+    return out
 
-def launch_predict(num_processes:int=1, **kw)->Path:
-    "`predict_checkpoint` in this process for one process, else `num_processes` processes under `accelerate launch`."
+# %% ../nbs/05_tta_predict.ipynb #0a72ccb1
+def launch_predict(num_processes:int=1, # Processes; more than one runs under `accelerate launch`
+                   **kw # `predict_checkpoint`'s arguments
+                  )->Path:
+    "`predict_checkpoint` in this process for one process, else on `num_processes` processes under `accelerate launch`."
     if num_processes <= 1: return predict_checkpoint(**kw)
-    from fgia_nb.train import _free_port
-    from fgia_nb.core import project_root
-    args = []
-    for k, v in kw.items():
-        if k == 'scales': v = ','.join(map(str, v))
-        if k == 'progress': k, v = 'quiet', not v
-        args += [f'--{k.replace("_", "-")}', str(v)]
-    cmd = [sys.executable, '-m', 'accelerate.commands.launch', '--multi_gpu', '--num_processes', str(num_processes), '--num_machines', '1',
-           '--mixed_precision', 'no', '--dynamo_backend', 'no', '--main_process_port', str(_free_port()), '-m', 'fgia_nb.predict', *args]
-    env = {**os.environ, 'FGIA_ROOT': str(project_root())}
-    if not torch.cuda.is_available(): env.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // num_processes)))
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if p.returncode: raise RuntimeError(f'accelerate launch failed (exit {p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}')
+    launch_module('fgia_nb.predict', cli_args(kw), num_processes, echo=False)
     return Path(kw['out'])
+
+# %% ../nbs/05_tta_predict.ipynb #405f20ed
+if __name__ == '__main__' and not in_notebook(): predict_cli()
+
+# %% ../nbs/05_tta_predict.ipynb #1b31baf7
+def tta_predict(experiment:str='demo', # Experiment folder under outputs/
+                train_run:str='', # Stage-04 run folder names, comma-separated (default: every run of the experiment)
+                split:str='testb', # Split(s) to predict, comma-separated
+                use_soup:bool=False, # Predict with stage 07's soup of the run instead of its last checkpoint
+                flip:bool=True, # Flip TTA
+                plain:bool=True, # On the default dataset, also keep the plain (no-TTA) logits in plain/ (for the ablation)
+                scales:str='', # Extra zoom views, comma-separated (e.g. '0.875,1.125')
+                average:str='logit', # 'logit' (the winners) or 'prob'
+                adjust:bool=False, # Post-hoc logit adjustment (linear heads only)
+                tau:float=1.0, # Adjustment strength
+                bs:int=128, # Batch size
+                num_processes:int=1, # More than 1: shard over processes with accelerate launch
+                manifest:str='' # Stage-00 manifest (default: the experiment's stage-00 output)
+               )->pd.DataFrame:
+    "Stage 05: predict each split with each stage-04 run's last checkpoint (or soup); top-1 per folder on the default data."
+    params = dict(locals())
+    ft = outputs_root()/experiment/'04_finetune'
+    if train_run: runs = [ft/r for r in train_run.split(',')]
+    elif ft.exists(): runs = sorted(p for p in ft.iterdir() if p.is_dir() and list(p.glob('epoch_*.safetensors')))
+    else: runs = []
+    if not runs: raise FileNotFoundError(f'no stage-04 runs with checkpoints under {ft}: run nbs/04_finetune.ipynb first')
+    manifest_path = Path(manifest) if manifest else outputs_root()/experiment/'00_data_clean'/'default'/'manifest.parquet'
+    zooms = [float(s) for s in scales.split(',') if s]
+    results = {}
+    for r, sp in [(r, s) for r in runs for s in split.split(',')]:
+        ans = default_answers(sp)
+        if use_soup: ck = outputs_root()/experiment/'07_model_soup'/r.name/'soup.safetensors'
+        else: ck = sorted(r.glob('epoch_[0-9][0-9][0-9].safetensors'))[-1]
+        name = f'{r.name}{".soup" if use_soup else ""}-{sp}'
+        out = run_dir(experiment, '05_tta_predict', name)
+        with RunRecord(out, '05_tta_predict', params={**params, 'split': sp, 'checkpoint': str(ck)},
+                       inputs=[ck, manifest_path]) as rec:
+            launch_predict(num_processes, checkpoint=ck, manifest=manifest_path, split=sp, out=out, flip=flip,
+                           scales=zooms, average=average, adjust=adjust, tau=tau, bs=bs)
+            rec.outputs.append(str(out/'logits.npy'))
+            if ans is not None:
+                rec.metrics['top1'] = top1(open_logits(out), ans)
+                if plain and (flip or scales or adjust):
+                    plain_dir = predict_checkpoint(ck, manifest_path, sp, out/'plain', flip=False, bs=bs, progress=False)
+                    rec.metrics['top1_plain'] = top1(open_logits(plain_dir), ans)
+        results[name] = rec.metrics
+    return pd.DataFrame(results).T
