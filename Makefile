@@ -63,7 +63,7 @@ docs: $(STAMP)
 test: export-check nbtest pytest
 
 bench-clean: $(STAMP)
-	$(BIN)/fgia-bench-clean
+	$(BIN)/python benchmarks/bench_clean.py
 bench-mae: $(STAMP)
 	$(BIN)/python benchmarks/bench_mae.py
 bench-train: $(STAMP) data
