@@ -4,15 +4,16 @@
 
 # %% ../nbs/03a_backbones.ipynb #882d915c
 from __future__ import annotations
-import re, difflib, logging, dataclasses, importlib
+import re, difflib, dataclasses, importlib
 from pathlib import Path
 import torch, timm
 from torch import nn
+from timm.models import register_model
 from safetensors.torch import load_file
 
 # %% auto #0
-__all__ = ['ALIASES', 'resolve_arch', 'read_state_dict', 'LoadReport', 'load_weights', 'efficientnet_lite0_package_file',
-           'map_efficientnet_lite0', 'efficientnet_lite0_weights', 'create_backbone']
+__all__ = ['ALIASES', 'resolve_arch', 'vit_demo', 'swinv2_demo', 'read_state_dict', 'LoadReport', 'load_weights',
+           'efficientnet_lite0_package_file', 'map_efficientnet_lite0', 'efficientnet_lite0_weights', 'create_backbone']
 
 # %% ../nbs/03a_backbones.ipynb #6c86954d
 ALIASES = {
@@ -36,6 +37,24 @@ def resolve_arch(arch:str # An alias from `ALIASES` or any timm model name (opti
     close = difflib.get_close_matches(arch, names, n=5, cutoff=0.5)
     raise ValueError(f"Unknown arch {arch!r}: not an fgia_nb alias ({', '.join(ALIASES)}) nor a timm model. "
                      f"Closest timm names: {', '.join(close) or '(none)'}")
+
+# %% ../nbs/03a_backbones.ipynb #a3b10002
+def _alias_model(alias:str, pretrained:bool=False, **kwargs)->nn.Module:
+    "The timm model an alias names, with the alias's arguments (overridden by `kwargs`)."
+    name, akw = ALIASES[alias]
+    return timm.create_model(name, pretrained=pretrained, **{**akw, **kwargs})
+
+# %% ../nbs/03a_backbones.ipynb #a3b10003
+@register_model
+def vit_demo(pretrained:bool=False, **kwargs)->nn.Module:
+    "The demo's tiny ViT (`ALIASES['vit_demo']`): 32 px, 4 px patches, width 128, 4 blocks, mean-pooled tokens."
+    return _alias_model('vit_demo', pretrained, **kwargs)
+
+# %% ../nbs/03a_backbones.ipynb #a3b10004
+@register_model
+def swinv2_demo(pretrained:bool=False, **kwargs)->nn.Module:
+    "The demo's tiny Swin-V2 (`ALIASES['swinv2_demo']`): 32 px, 2 px patches, window 4, two stages."
+    return _alias_model('swinv2_demo', pretrained, **kwargs)
 
 # %% ../nbs/03a_backbones.ipynb #f53e61eb
 def read_state_dict(path:Path|str # A `.safetensors`, `.pth`, `.pt` or `.bin` file
@@ -61,18 +80,24 @@ def read_state_dict(path:Path|str # A `.safetensors`, `.pth`, `.pt` or `.bin` fi
 @dataclasses.dataclass
 class LoadReport:
     "What `load_weights` did: keys loaded, missing from the file, unexpected in it, adapted, or deliberately ignored."
-    source:str; loaded:list; missing:list; unexpected:list; resized:list; renamed:list; ignored:list
+    source:str
+    loaded:list
+    missing:list
+    unexpected:list
+    resized:list
+    renamed:list
+    ignored:list
     def __repr__(self):
         f = lambda l: f"{len(l)} {l[:6]}{' ...' if len(l) > 6 else ''}"
         return (f'LoadReport({self.source}: loaded {len(self.loaded)}, missing {f(self.missing)}, unexpected '
                 f'{f(self.unexpected)}, resized {f(self.resized)}, renamed {f(self.renamed)}, ignored {f(self.ignored)})')
 
+# %% ../nbs/03a_backbones.ipynb #83bf16e0
 def _filter_fn(model):
     "timm's checkpoint filter for the model's family, if it has one taking (state_dict, model)."
     mod = importlib.import_module(type(model).__module__)
     return getattr(mod, 'checkpoint_filter_fn', None)
 
-# %% ../nbs/03a_backbones.ipynb #83bf16e0
 _MAE_ONLY = re.compile(r'^(mask_token|decoder[._]|decoder$)')
 
 def load_weights(model:nn.Module, # A timm backbone (`num_classes=0`)
@@ -90,7 +115,8 @@ def load_weights(model:nn.Module, # A timm backbone (`num_classes=0`)
     for a, b in (('norm.', 'fc_norm.'), ('fc_norm.', 'norm.')):  # ViT final norm before/after average pooling
         if not any(k.startswith(a) for k in msd) and any(k.startswith(b) for k in msd):
             for k in [k for k in sd if k.startswith(a)]:
-                sd[b + k[len(a):]] = sd.pop(k); renamed.append(f'{k} -> {b + k[len(a):]}')
+                sd[b + k[len(a):]] = sd.pop(k)
+                renamed.append(f'{k} -> {b + k[len(a):]}')
     clf = getattr(model, 'pretrained_cfg', {}).get('classifier') or 'head'
     clf = (clf,) if isinstance(clf, str) else tuple(clf)
     head = sorted(k for k in sd if k not in msd and k.startswith(tuple(c + '.' for c in clf)))
@@ -120,6 +146,7 @@ _TOP = {'_conv_stem': 'conv_stem', '_bn0': 'bn1', '_conv_head': 'conv_head', '_b
 _DS = {'_depthwise_conv': 'conv_dw', '_bn1': 'bn1', '_project_conv': 'conv_pw', '_bn2': 'bn2'}  # no expansion
 _IR = {'_expand_conv': 'conv_pw', '_bn0': 'bn1', '_depthwise_conv': 'conv_dw', '_bn1': 'bn2', '_project_conv': 'conv_pwl', '_bn2': 'bn3'}
 
+# %% ../nbs/03a_backbones.ipynb #f5793474
 def map_efficientnet_lite0(sd:dict, # State dict in `efficientnet_pytorch` layout
                            model:nn.Module # A timm `tf_efficientnet_lite0` (tells the stage lengths)
                           )->dict:
@@ -174,7 +201,7 @@ def create_backbone(arch:str, # Alias (`vit_l`, `swinv2_l`, `vit_demo`, ...) or 
     if windows and 'pretrained_window_sizes' not in kw: kw['pretrained_window_sizes'] = windows
     ckw = {k: v for k, v in kw.items() if k != 'pretrained_cfg_overlay'}
     try: model = timm.create_model(name, pretrained=False, num_classes=0, drop_path_rate=drop_path_rate, **ckw)
-    except TypeError as e:
+    except TypeError:
         if 'img_size' not in ckw: raise
         ckw.pop('img_size')  # CNNs take any input size
         model = timm.create_model(name, pretrained=False, num_classes=0, drop_path_rate=drop_path_rate, **ckw)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data_clean.ipynb #c47afa09
 from __future__ import annotations
-import io, os, json, time, hashlib
+import io, os, json, time, hashlib, importlib.util
 from pathlib import Path
 import numpy as np, pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -63,6 +63,7 @@ def _orientation(b:bytes)->int:
     try: return Image.open(io.BytesIO(b)).getexif().get(0x0112, 1)
     except Exception: return 1
 
+# %% ../nbs/00_data_clean.ipynb #f70d491c
 def _scan_jpeg(b:bytes, max_pixels:int)->dict|None:
     "Fast path for ordinary JPEGs (libjpeg-turbo via simplejpeg, strict: premature end of data raises); None to fall back."
     try:
@@ -74,6 +75,7 @@ def _scan_jpeg(b:bytes, max_pixels:int)->dict|None:
     except Exception: return None   # truncated, corrupt or unusual: PIL decides what it is
     return dict(format='JPEG', mode=_SJ_MODE[cs], width=w, height=h, im=Image.fromarray(g[..., 0]))
 
+# %% ../nbs/00_data_clean.ipynb #3c675871
 def scan_file(path:str|Path, # The image file
               max_pixels:int=178_956_970 # Refuse larger images (decompression bombs); PIL's own error threshold
              )->dict:
@@ -84,7 +86,9 @@ def scan_file(path:str|Path, # The image file
     out = dict(nbytes=len(b), sha1=hashlib.sha1(b).hexdigest())
     if not b: return _fail('unreadable', 'empty file (0 bytes)', **out)
     fast = _scan_jpeg(b, max_pixels) if b.startswith(b'\xff\xd8\xff') else None
-    if fast: im = fast.pop('im'); out.update(fast)
+    if fast:
+        im = fast.pop('im')
+        out.update(fast)
     else:
         try:
             im = Image.open(io.BytesIO(b))     # reads the header only
@@ -94,7 +98,7 @@ def scan_file(path:str|Path, # The image file
             if im.format == 'JPEG': im.draft('L' if im.mode in ('L', 'RGB', 'YCbCr') else im.mode, (2*_N, 2*_N))
             im.load()
         except Image.DecompressionBombError as e: return _fail('too_large', e, **out)
-        except UnidentifiedImageError as e:
+        except UnidentifiedImageError:
             if b.startswith(_MAGIC): return _fail('truncated', 'starts like an image but its header is cut short or corrupt', **out)
             return _fail('not_image', 'PIL cannot identify this file as an image', **out)
         except Exception as e:
@@ -120,7 +124,8 @@ def scan(paths:list, # Files to scan
          chunk:int=256, # Files per task sent to a worker
          progress:bool=True)->pd.DataFrame:
     "Scan `paths` in parallel; one row per path, in order."
-    paths = [str(p) for p in paths]; n_workers = os.cpu_count() if n_workers is None else n_workers
+    paths = [str(p) for p in paths]
+    n_workers = os.cpu_count() if n_workers is None else n_workers
     chunks = [paths[i:i+chunk] for i in range(0, len(paths), chunk)]
     res = parallel(_scan_chunk, chunks, max_pixels=max_pixels, n_workers=n_workers, progress=progress and len(chunks) > 1)
     df = pd.DataFrame([r for c in res for r in c], columns=list(_SCAN_COLS))
@@ -129,22 +134,29 @@ def scan(paths:list, # Files to scan
 # %% ../nbs/00_data_clean.ipynb #e2a399e3
 def name_hash(path:str)->str|None:
     "The hash part of a competition file name (`<cls>_<hash>.jpg` -> `<hash>`), or None."
-    stem = Path(path).stem; h = stem.split('_', 1)[-1]
+    stem = Path(path).stem
+    h = stem.split('_', 1)[-1]
     return h if '_' in stem and len(h) >= 16 else None
 
 # %% ../nbs/00_data_clean.ipynb #e17f5bb7
 def _band_pairs(a, b, sh, mask, max_dist, max_pairs=1<<22):
     "Pairs (i, j) whose band agrees and whose full hashes are within `max_dist` bits, in bounded-memory chunks."
-    vb = (b >> sh) & mask; order = np.argsort(vb, kind='stable'); vbs = vb[order]; va = (a >> sh) & mask
-    lo = np.searchsorted(vbs, va, 'left'); cnt = np.searchsorted(vbs, va, 'right') - lo
+    vb = (b >> sh) & mask
+    order = np.argsort(vb, kind='stable')
+    vbs = vb[order]
+    va = (a >> sh) & mask
+    lo = np.searchsorted(vbs, va, 'left')
+    cnt = np.searchsorted(vbs, va, 'right') - lo
     csum, start, out = np.cumsum(cnt), 0, []
     while start < len(a):      # rows [start, end) hold at most max_pairs candidates (or one row)
         end = max(start + 1, int(np.searchsorted(csum, (csum[start-1] if start else 0) + max_pairs, 'right')))
-        c = cnt[start:end]; tot = int(c.sum())
+        c = cnt[start:end]
+        tot = int(c.sum())
         if tot:
             i = np.repeat(np.arange(start, end), c)
             j = order[np.repeat(lo[start:end], c) + np.arange(tot) - np.repeat(np.cumsum(c) - c, c)]
-            d = np.bitwise_count(a[i] ^ b[j]); k = d <= max_dist
+            d = np.bitwise_count(a[i] ^ b[j])
+            k = d <= max_dist
             out.append(np.stack([i[k], j[k], d[k]], 1))
         start = end
     return out
@@ -155,7 +167,9 @@ def near_duplicates(a:np.ndarray, # uint64 hashes (e.g. train)
                    )->pd.DataFrame:
     "Every pair `(i, j, dist)` with `hamming(a[i], b[j]) <= max_dist`."
     a, b = np.asarray(a, np.uint64), np.asarray(b, np.uint64)
-    nb = max_dist + 1; width = -(-64 // nb); parts = []
+    nb = max_dist + 1
+    width = -(-64 // nb)
+    parts = []
     for k in range(nb):
         mask = np.uint64((1 << min(width, 64 - k*width)) - 1)
         parts += _band_pairs(a, b, np.uint64(k*width), mask, max_dist)
@@ -176,16 +190,20 @@ def classify(df:pd.DataFrame, # Rows of `read_source` joined with their `scan` (
              drop_near_dup:bool=False # Drop near-duplicates of test images instead of flagging them
             )->pd.DataFrame:
     "Apply the cleaning rules: adds `status` (ok / flagged / dropped) and fills `reason` and `detail`."
-    df = df.copy(); df['status'] = np.where(df.reason != '', 'dropped', 'ok')
+    df = df.copy()
+    df['status'] = np.where(df.reason != '', 'dropped', 'ok')
     def mark(m, reason, detail=None, status='dropped'):
-        m = m & (df.status == 'ok'); df.loc[m, 'status'] = status; df.loc[m, 'reason'] = reason
+        m = m & (df.status == 'ok')
+        df.loc[m, 'status'] = status
+        df.loc[m, 'reason'] = reason
         if detail is not None: df.loc[m, 'detail'] = detail[m] if isinstance(detail, pd.Series) else detail
     ok = lambda: df.status == 'ok'
     mark(df[['width', 'height']].min(axis=1).fillna(0).astype(int) < min_side, 'too_small', f'short side < {min_side} px')
     tr = (df.split == 'train') & ok()
     df['_nh'] = df.path.map(name_hash)
     for key in ('sha1', '_nh'):
-        g = df[tr & df[key].notna()]; n = g.groupby(key).label.nunique()
+        g = df[tr & df[key].notna()]
+        n = g.groupby(key).label.nunique()
         amb = g[g[key].isin(n[n > 1].index)]
         labs = amb.groupby(key).label.agg(lambda s: ','.join(sorted(set(s))))
         mark(df.index.isin(amb.index), 'ambiguous', ('same image under labels ' + amb[key].map(labs)).reindex(df.index))
@@ -198,9 +216,12 @@ def classify(df:pd.DataFrame, # Rows of `read_source` joined with their `scan` (
         idx, tidx = df.index[tr][nd.i.to_numpy()], df.index[te][nd.j.to_numpy()]
         if 'thumb' in df and len(nd):
             th = lambda ix: np.frombuffer(b''.join(df.thumb[ix]), np.uint8).reshape(len(ix), -1)
-            nd['corr'] = thumb_corr(th(idx), th(tidx)); ok_ = (nd['corr'] >= near_dup_corr).to_numpy()
-            nd = nd[ok_].sort_values(['i', 'corr'], ascending=[True, False]); idx, tidx = idx[ok_], tidx[ok_]
-        keep = ~nd.i.duplicated().to_numpy(); nd, idx, tidx = nd[keep], idx[keep], tidx[keep]
+            nd['corr'] = thumb_corr(th(idx), th(tidx))
+            ok_ = (nd['corr'] >= near_dup_corr).to_numpy()
+            nd = nd[ok_].sort_values(['i', 'corr'], ascending=[True, False])
+            idx, tidx = idx[ok_], tidx[ok_]
+        keep = ~nd.i.duplicated().to_numpy()
+        nd, idx, tidx = nd[keep], idx[keep], tidx[keep]
         det = pd.Series([f'{p} (phash distance {d}{f", thumbnail r={r:.4f}" if r == r else ""})' for p, d, r in
                          zip(df.path[tidx], nd.dist, nd.get('corr', pd.Series(np.nan, index=nd.index)))], index=idx).reindex(df.index)
         mark(df.index.isin(idx), 'near_duplicate_test', det, status='dropped' if drop_near_dup else 'flagged')
@@ -217,11 +238,13 @@ def write_manifest(df:pd.DataFrame, path:Path|str, data_root:Path|str)->Path:
     with atomic_path(path) as tmp: df.to_parquet(tmp, index=False)
     return Path(path)
 
+# %% ../nbs/00_data_clean.ipynb #5d1bf4b4
 def read_manifest(path:Path|str, # manifest.parquet, or the run folder holding it
                   data_root:Path|str|None=None # Override the recorded data root (a moved dataset)
                  )->pd.DataFrame:
     "A manifest with `attrs['data_root']`."
-    p = Path(path); p = p/'manifest.parquet' if p.is_dir() else p
+    p = Path(path)
+    p = p/'manifest.parquet' if p.is_dir() else p
     if not p.exists(): raise FileNotFoundError(f'No manifest at {p}: run stage 00_data_clean first')
     df = pd.read_parquet(p)
     missing = {'path', 'label', 'split', 'status'} - set(df.columns)
@@ -230,9 +253,11 @@ def read_manifest(path:Path|str, # manifest.parquet, or the run folder holding i
     if 'data_root' not in df.attrs: raise ValueError(f'{p} records no data root: pass data_root=')
     return df
 
+# %% ../nbs/00_data_clean.ipynb #cd5fad4d
 def manifest_items(df:pd.DataFrame)->list[Path]:
     "Absolute paths of a manifest's rows."
-    root = Path(df.attrs['data_root']); return [root/p for p in df.path]
+    root = Path(df.attrs['data_root'])
+    return [root/p for p in df.path]
 
 # %% ../nbs/00_data_clean.ipynb #86fe2c82
 def clean_data(data_root:Path|str, # A data root: the competition layout or an ImageFolder
@@ -247,7 +272,8 @@ def clean_data(data_root:Path|str, # A data root: the competition layout or an I
                   drop_near_dup=drop_near_dup, max_pixels=max_pixels)
     with RunRecord(out_dir, '00_data_clean', params, inputs=[data_root]) as rec:
         files = read_source(data_root)
-        t0 = time.time(); s = scan([data_root/p for p in files.path], n_workers, max_pixels, progress=progress)
+        t0 = time.time()
+        s = scan([data_root/p for p in files.path], n_workers, max_pixels, progress=progress)
         rec.metrics['scan_images_per_s'] = round(len(files) / (time.time() - t0), 1)
         df = classify(pd.concat([files.reset_index(drop=True), s], axis=1), min_side, near_dup_dist, near_dup_corr, drop_near_dup)
         thumbs = np.stack([np.frombuffer(t, np.uint8).reshape(16, 16) if isinstance(t, bytes) else np.zeros((16, 16), np.uint8) for t in df.pop('thumb')])
@@ -274,11 +300,16 @@ def plot_class_distribution(df:pd.DataFrame, ax=None):
     "Training images per class before and after cleaning, classes sorted by frequency, log scale."
     import matplotlib.pyplot as plt
     tr = df[df.split == 'train']
-    before = tr.label.value_counts(); after = tr[tr.status != 'dropped'].label.value_counts().reindex(before.index, fill_value=0)
-    ax = ax or plt.subplots(figsize=(8, 3.5))[1]; x = np.arange(len(before))
+    before = tr.label.value_counts()
+    after = tr[tr.status != 'dropped'].label.value_counts().reindex(before.index, fill_value=0)
+    ax = ax or plt.subplots(figsize=(8, 3.5))[1]
+    x = np.arange(len(before))
     ax.bar(x, before.values, color='lightgray', label='before cleaning', width=1 if len(x) > 60 else 0.8)
     ax.bar(x, after.values, color='tab:blue', label='after cleaning', width=0.6 if len(x) <= 60 else 1)
-    ax.set_yscale('log'); ax.set_xlabel('classes, by training frequency'); ax.set_ylabel('images'); ax.legend()
+    ax.set_yscale('log')
+    ax.set_xlabel('classes, by training frequency')
+    ax.set_ylabel('images')
+    ax.legend()
     if len(x) <= 30: ax.set_xticks(x, before.index, rotation=90)
     ax.set_title(f'{len(before)} classes; largest/smallest = {before.max()}/{before.min()} = {before.max()/max(before.min(), 1):.0f}x')
     return ax
@@ -286,13 +317,16 @@ def plot_class_distribution(df:pd.DataFrame, ax=None):
 # %% ../nbs/00_data_clean.ipynb #cfa558c8
 def _thumb(path, size=64):
     try:
-        with Image.open(path) as im: im.draft('RGB', (size, size)); return ImageOps.contain(to_gray(ImageOps.exif_transpose(im)), (size, size))
+        with Image.open(path) as im:
+            im.draft('RGB', (size, size))
+            return ImageOps.contain(to_gray(ImageOps.exif_transpose(im)), (size, size))
     except Exception: return None
 
 def plot_rejects(df:pd.DataFrame, n:int=6, seed:int=0):
     "A grid of example files for every reason: one row per reason, undecodable files shown as their error."
     import matplotlib.pyplot as plt
-    bad = df[df.reason != '']; reasons = sorted(bad.reason.unique())
+    bad = df[df.reason != '']
+    reasons = sorted(bad.reason.unique())
     fig, axs = plt.subplots(max(len(reasons), 1), n, figsize=(1.6*n, 1.7*max(len(reasons), 1)), squeeze=False)
     for ax in axs.flat: ax.axis('off')
     root = Path(df.attrs.get('data_root', '.'))
@@ -303,13 +337,17 @@ def plot_rejects(df:pd.DataFrame, n:int=6, seed:int=0):
             t = _thumb(root/row.path)
             if t is None: axs[r, c].text(0.5, 0.5, (row.detail or reason)[:60].replace(': ', ':\n'), ha='center', va='center', fontsize=5, wrap=True)
             else: axs[r, c].imshow(t, cmap='gray', vmin=0, vmax=255)
-    fig.tight_layout(); return fig
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/00_data_clean.ipynb #9c8b3d61
+def _has_tabulate()->bool: return importlib.util.find_spec('tabulate') is not None
+
 def write_report(df:pd.DataFrame, out_dir:Path|str)->Path:
     "Counts per reason, class distribution and example rejects: `report.md` with its figures."
     import matplotlib.pyplot as plt
-    out_dir = Path(out_dir); ax = plot_class_distribution(df)
+    out_dir = Path(out_dir)
+    ax = plot_class_distribution(df)
     with atomic_path(out_dir/'class_distribution.png') as t: ax.figure.savefig(t, dpi=100, bbox_inches='tight')
     fig = plot_rejects(df)
     with atomic_path(out_dir/'rejects.png') as t: fig.savefig(t, dpi=100, bbox_inches='tight')
@@ -318,10 +356,6 @@ def write_report(df:pd.DataFrame, out_dir:Path|str)->Path:
           f"{reason_counts(df).to_markdown() if _has_tabulate() else reason_counts(df).to_string()}\n\n"
           "![class distribution](class_distribution.png)\n\n![example rejects](rejects.png)\n")
     return atomic_write_text(out_dir/'report.md', md)
-
-def _has_tabulate():
-    try: import tabulate; return True
-    except ImportError: return False
 
 # %% ../nbs/00_data_clean.ipynb #2c1b8ed3
 EXPECTED = dict(zero_byte='unreadable', truncated='truncated', not_image='not_image', tiny='too_small',
@@ -333,15 +367,21 @@ def evaluate_cleaning(df:pd.DataFrame, # A stage-00 manifest of a default datase
     "Recall per injected kind and overall precision of a cleaning, against the default dataset's truth."
     t = truth if isinstance(truth, pd.DataFrame) else pd.read_csv(truth, dtype=str, keep_default_na=False)
     m = df[df.split == 'train'].merge(t[['path', 'kind', 'group']], on='path', how='left', validate='1:1')
-    m['kind'] = m.kind.fillna('clean'); m['group'] = m.group.fillna('')
+    m['kind'] = m.kind.fillna('clean')
+    m['group'] = m.group.fillna('')
     dup_groups = set(m.group[m.kind == 'duplicate'])
     in_dup = m.group.isin(dup_groups) & (m.group != '')
     kept_per_group = m[in_dup].groupby('group').status.apply(lambda s: (s != 'dropped').sum())
     good_groups = set(kept_per_group[kept_per_group == 1].index)
     rows = []
     for kind, reason in EXPECTED.items():
-        if kind == 'duplicate': hit = pd.Series([g in good_groups for g in dup_groups]); n = len(dup_groups)
-        else: sel = m.kind == kind; hit = (m.reason[sel] == reason); n = sel.sum()
+        if kind == 'duplicate':
+            hit = pd.Series([g in good_groups for g in dup_groups])
+            n = len(dup_groups)
+        else:
+            sel = m.kind == kind
+            hit = (m.reason[sel] == reason)
+            n = sel.sum()
         rows.append(dict(kind=kind, expected_reason=reason, n=int(n), recall=float(hit.mean()) if n else float('nan')))
     flagged = m.reason != ''
     true_pos = flagged & (m.kind.isin(set(EXPECTED) - {'duplicate'}) | (in_dup & (m.reason == 'duplicate')))

@@ -9,7 +9,7 @@ from torch import nn
 from .backbones import create_backbone
 
 # %% auto #0
-__all__ = ['ArcFaceHead', 'LinearHead', 'FGIAModel', 'create_model']
+__all__ = ['HEADS', 'ArcFaceHead', 'LinearHead', 'FGIAModel', 'create_model']
 
 # %% ../nbs/03b_heads.ipynb #5f617f5e
 class ArcFaceHead(nn.Module):
@@ -39,7 +39,7 @@ class LinearHead(nn.Module):
                  adjust:bool=False # Apply the adjustment in forward (inference switch)
                 ):
         super().__init__()
-        self.fc, self.tau, self.adjust = nn.Linear(nf, n_classes, bias=bias), tau, adjust
+        self.n_classes, self.fc, self.tau, self.adjust = n_classes, nn.Linear(nf, n_classes, bias=bias), tau, adjust
         self.register_buffer('log_prior', torch.zeros(n_classes))
         if prior is not None: self.set_prior(prior)
     def set_prior(self, prior):
@@ -54,25 +54,37 @@ class LinearHead(nn.Module):
 class FGIAModel(nn.Module):
     "A backbone returning pooled features and a head mapping them to logits."
     def __init__(self, backbone:nn.Module, head:nn.Module, config:dict|None=None):
-        super().__init__(); self.backbone, self.head, self.config = backbone, head, dict(config or {})
+        super().__init__()
+        self.backbone, self.head, self.config = backbone, head, dict(config or {})
     def forward(self, x): return self.head(self.backbone(x))
+
+# %% ../nbs/03b_heads.ipynb #b3a10000
+def _arcface(nf, n_classes, k=3, s=30., **_)->tuple[nn.Module, dict]:
+    "An `ArcFaceHead` and the arguments that rebuild it."
+    return ArcFaceHead(nf, n_classes, k=k, s=s), dict(k=k, s=s)
+
+def _linear(nf, n_classes, bias=True, tau=1., prior=None, **_)->tuple[nn.Module, dict]:
+    "A `LinearHead` and the arguments that rebuild it (the prior travels in the state dict)."
+    return LinearHead(nf, n_classes, bias=bias, prior=prior, tau=tau), dict(bias=bias, tau=tau)
+
+HEADS = {'arcface': _arcface, 'linear': _linear}   # head name -> builder of the head and its config
 
 # %% ../nbs/03b_heads.ipynb #82b0524d
 def create_model(arch:str, # Backbone alias or timm name (see `fgia_nb.backbones.create_backbone`)
                  num_classes:int, # Number of classes
-                 head:str='arcface', # 'arcface' or 'linear'
+                 head:str='arcface', # A name in `HEADS`: 'arcface' or 'linear'
                  k:int=3, s:float=30., # ArcFace sub-centers and scale
                  bias:bool=True, tau:float=1., # LinearHead bias and logit-adjustment strength
-                 prior=None, # LinearHead: training class counts for post-hoc adjustment (stored in the state dict, not the config)
+                 prior=None, # LinearHead: training class counts for post-hoc adjustment (in the state dict)
                  img_size:int|None=None, drop_path_rate:float=0.,
                  pretrained:bool=False, weights=None, # Backbone weights (see `create_backbone`)
                  classes=None, # Ignored (kept so a stored config with class names rebuilds the model)
                  **kw # More `create_backbone` / timm arguments (window_size, ...)
                 )->FGIAModel:
     "A `FGIAModel` of backbone `arch` and an ArcFace or linear head; `model.config` rebuilds it."
-    bb, nf = create_backbone(arch, pretrained=pretrained, weights=weights, img_size=img_size, drop_path_rate=drop_path_rate, **kw)
-    if head == 'arcface': h = ArcFaceHead(nf, num_classes, k=k, s=s); hkw = dict(k=k, s=s)
-    elif head == 'linear': h = LinearHead(nf, num_classes, bias=bias, prior=prior, tau=tau); hkw = dict(bias=bias, tau=tau)
-    else: raise ValueError(f"head must be 'arcface' or 'linear', got {head!r}")
+    if head not in HEADS: raise ValueError(f"head must be one of {', '.join(map(repr, HEADS))}, got {head!r}")
+    bb, nf = create_backbone(arch, pretrained=pretrained, weights=weights, img_size=img_size,
+                             drop_path_rate=drop_path_rate, **kw)
+    h, hkw = HEADS[head](nf, num_classes, k=k, s=s, bias=bias, tau=tau, prior=prior)
     cfg = dict(arch=arch, num_classes=num_classes, img_size=img_size, head=head, **hkw, **kw)
     return FGIAModel(bb, h, cfg)

@@ -11,8 +11,8 @@ from torch import nn
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['soft_target_ce', 'hard_label', 'FGIALoss', 'SoftTargetCE', 'adaptive_margins', 'arc_margin', 'ArcFaceLoss',
-           'LogitAdjustedLoss', 'SoftmaxEQL', 'make_loss']
+__all__ = ['HEAD_KINDS', 'LOSSES', 'soft_target_ce', 'hard_label', 'FGIALoss', 'SoftTargetCE', 'adaptive_margins', 'arc_margin',
+           'ArcFaceLoss', 'LogitAdjustedLoss', 'SoftmaxEQL', 'make_loss']
 
 # %% ../nbs/03_heads_losses.ipynb #a29b3c4d
 def soft_target_ce(logits:torch.Tensor, # (N, C) logits
@@ -29,6 +29,7 @@ def soft_target_ce(logits:torch.Tensor, # (N, C) logits
     loss = -(t * logits.log_softmax(1)).sum(1)
     return loss.mean() if reduction == 'mean' else loss.sum() if reduction == 'sum' else loss
 
+# %% ../nbs/03_heads_losses.ipynb #c2c104a3
 def hard_label(target:torch.Tensor)->torch.Tensor:
     "Class indices of a hard (N,) or soft (N, C) target (the argmax of a soft one)."
     return target.argmax(1) if target.is_floating_point() else target
@@ -37,7 +38,8 @@ def hard_label(target:torch.Tensor)->torch.Tensor:
 class FGIALoss(nn.Module):
     "Soft-target cross-entropy on `adjust(logits, hard_label)`; subclasses override `adjust`."
     def __init__(self, label_smoothing:float=0., reduction:str='mean'):
-        super().__init__(); self.label_smoothing, self.reduction = label_smoothing, reduction
+        super().__init__()
+        self.label_smoothing, self.reduction = label_smoothing, reduction
     def adjust(self, logits, hard): return logits
     def forward(self, logits, target):
         b = next(self.buffers(), None)
@@ -46,6 +48,7 @@ class FGIALoss(nn.Module):
     def activation(self, x): return F.softmax(x.float(), dim=-1)
     def decodes(self, x): return x.argmax(dim=-1)
 
+# %% ../nbs/03_heads_losses.ipynb #0b6f0ecf
 class SoftTargetCE(FGIALoss):
     "Plain (soft-target, label-smoothed) cross-entropy."
 
@@ -82,7 +85,8 @@ class ArcFaceLoss(FGIALoss):
     def __init__(self, margins, # (C,) margins in radians (see `adaptive_margins`)
                  s:float=30., # The head's scale
                  label_smoothing:float=0., reduction:str='mean'):
-        super().__init__(label_smoothing, reduction); self.s = s
+        super().__init__(label_smoothing, reduction)
+        self.s = s
         self.register_buffer('margins', torch.as_tensor(margins, dtype=torch.float32).clone())
     @classmethod
     def from_counts(cls, counts, m_min=0.05, m_max=0.5, **kw):
@@ -96,7 +100,8 @@ class LogitAdjustedLoss(FGIALoss):
     "Cross-entropy on `logits + tau * log(prior)` (logit-adjusted training)."
     def __init__(self, prior, # Class frequencies or counts (zeros get half a count)
                  tau:float=1., label_smoothing:float=0., reduction:str='mean'):
-        super().__init__(label_smoothing, reduction); self.tau = tau
+        super().__init__(label_smoothing, reduction)
+        self.tau = tau
         p = torch.as_tensor(prior, dtype=torch.float64).clamp_min(0.5)
         self.register_buffer('log_prior', (p / p.sum()).log().float())
     def adjust(self, logits, hard): return logits + self.tau * self.log_prior.to(logits.device)
@@ -130,15 +135,20 @@ def shift(self:SoftmaxEQL, hard:torch.Tensor)->torch.Tensor:
     I = self.stat().clamp_min(self.eps).log().float().to(hard.device)
     return self.tau * (I[None, :] - I[hard][:, None]) * (1 - F.one_hot(hard, self.n_classes).float())
 
+# %% ../nbs/03_heads_losses.ipynb #08116f7c
 @patch
 def collect(self:SoftmaxEQL, grad:torch.Tensor, t:torch.Tensor):
     "Add `|grad|` of one batch to the statistics: target-weighted to `pos_grad`, the rest to `neg_grad`."
     g = grad.detach().abs().double()
     pos, neg = (g * t).sum(0), (g * (1 - t)).sum(0)
     if dist.is_available() and dist.is_initialized():
-        both = torch.stack([pos, neg]); dist.all_reduce(both); pos, neg = both
-    self.pos_grad += pos.to(self.pos_grad.device); self.neg_grad += neg.to(self.neg_grad.device)
+        both = torch.stack([pos, neg])
+        dist.all_reduce(both)
+        pos, neg = both
+    self.pos_grad += pos.to(self.pos_grad.device)
+    self.neg_grad += neg.to(self.neg_grad.device)
 
+# %% ../nbs/03_heads_losses.ipynb #c5ccf694
 @patch
 def adjust(self:SoftmaxEQL, logits, hard):
     if self.margins is not None: logits = arc_margin(logits, hard, self.margins, self.s)
@@ -148,30 +158,45 @@ def adjust(self:SoftmaxEQL, logits, hard):
         z.register_hook(lambda g: self.collect(g, t))
     return z
 
+# %% ../nbs/03_heads_losses.ipynb #e2048708
 @patch
 def forward(self:SoftmaxEQL, logits, target):
     if target.is_floating_point(): self._targets = target.detach()
     else: self._targets = F.one_hot(target, self.n_classes).to(logits.device)
     return FGIALoss.forward(self, logits, target)
 
+# %% ../nbs/03_heads_losses.ipynb #6c6dd25b
+def _arcface_loss(head, counts, margins, label_smoothing): return ArcFaceLoss(margins, s=head.s, label_smoothing=label_smoothing)
+def _ce_loss(head, counts, margins, label_smoothing): return SoftTargetCE(label_smoothing)
+def _la_loss(head, counts, margins, label_smoothing): return LogitAdjustedLoss(counts, label_smoothing=label_smoothing)
+
+# (head kind, logit_adjusted) -> loss; heads are told apart by class name, `fgia_nb.heads` being a later module
+HEAD_KINDS = {'ArcFaceHead': 'arcface', 'LinearHead': 'linear'}
+LOSSES = {('arcface', False): _arcface_loss, ('arcface', True): _arcface_loss,
+          ('linear', False): _ce_loss, ('linear', True): _la_loss}
+
 # %% ../nbs/03_heads_losses.ipynb #6c6dd259
 def make_loss(model:nn.Module, # A `FGIAModel` (or anything with `.head`)
               counts=None, # Training images per class: ArcFace margins, logit-adjustment prior
               eql:bool=False, # Softmax-EQL (with the ArcFace margins when the head is ArcFace)
               logit_adjusted:bool=False, # Linear head: train with the logit-adjusted loss
-              label_smoothing:float=0., m_min:float|None=0.05, m_max:float|None=0.5, # ArcFace margin range (None: default)
+              label_smoothing:float=0.,
+              m_min:float|None=0.05, m_max:float|None=0.5, # ArcFace margin range (None: default)
               **eql_kw # indicator, tau, eps for `SoftmaxEQL`
              )->FGIALoss:
     "The training loss matching `model.head`."
     head = model.head
-    arc = hasattr(head, 'k') and hasattr(head, 's')
-    n = head.n_classes if arc else head.fc.out_features
-    if (arc or logit_adjusted) and counts is None: raise ValueError('make_loss: ArcFace margins and logit adjustment need `counts`')
-    if counts is not None and len(counts) != n: raise ValueError(f'make_loss: {len(counts)} counts for {n} classes')
-    margins = adaptive_margins(counts, 0.05 if m_min is None else m_min, 0.5 if m_max is None else m_max) if arc else None
+    kind = HEAD_KINDS.get(type(head).__name__)
+    if kind is None: raise ValueError(f'make_loss: no loss for a {type(head).__name__} (known: {", ".join(HEAD_KINDS)})')
+    arc = kind == 'arcface'
+    if (arc or logit_adjusted) and counts is None:
+        raise ValueError('make_loss: ArcFace margins and logit adjustment need `counts`')
+    if counts is not None and len(counts) != head.n_classes:
+        raise ValueError(f'make_loss: {len(counts)} counts for {head.n_classes} classes')
+    m_min, m_max = 0.05 if m_min is None else m_min, 0.5 if m_max is None else m_max
+    margins = adaptive_margins(counts, m_min, m_max) if arc else None
     if eql:
         if logit_adjusted: raise ValueError('make_loss: choose EQL or logit adjustment, not both')
-        return SoftmaxEQL(n, margins=margins, s=getattr(head, 's', 30.), label_smoothing=label_smoothing, **eql_kw)
-    if arc: return ArcFaceLoss(margins, s=head.s, label_smoothing=label_smoothing)
-    if logit_adjusted: return LogitAdjustedLoss(counts, label_smoothing=label_smoothing)
-    return SoftTargetCE(label_smoothing)
+        s = head.s if arc else 30.
+        return SoftmaxEQL(head.n_classes, margins=margins, s=s, label_smoothing=label_smoothing, **eql_kw)
+    return LOSSES[kind, logit_adjusted](head, counts, margins, label_smoothing)

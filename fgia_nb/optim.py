@@ -5,7 +5,7 @@
 # %% ../nbs/03c_optim.ipynb #712a5110
 from __future__ import annotations
 from collections import defaultdict
-import torch
+import pandas as pd
 from torch import nn
 from timm.models import group_parameters
 from fastai.callback.core import Callback
@@ -26,6 +26,7 @@ def layer_ids(model:nn.Module # A `FGIAModel` or a bare backbone
     top = max(ids.values(), default=0)
     return {n: ids.get(n[len(pre):], top) if n.startswith(pre) else top for n, _ in model.named_parameters()}
 
+# %% ../nbs/03c_optim.ipynb #48c847fb
 def no_weight_decay(model:nn.Module)->set[str]:
     "Names of the parameters that get no weight decay."
     bb, pre = (model.backbone, 'backbone.') if hasattr(model, 'backbone') else (model, '')
@@ -48,7 +49,9 @@ class ParamGroups:
                             lr_scale=(lr_decay ** (top - lid)) if lr_decay else 1., weight_decay=wd if dec else 0.)
                        for (lid, dec), v in sorted(groups.items())]
     def __len__(self): return len(self.groups)
-    def splitter(self, model=None): "fastai splitter: the groups' parameter lists."; return [g['params'] for g in self.groups]
+    def splitter(self, model=None):
+        "fastai splitter: the groups' parameter lists."
+        return [g['params'] for g in self.groups]
     @property
     def lr_scales(self): return [g['lr_scale'] for g in self.groups]
     @property
@@ -56,8 +59,8 @@ class ParamGroups:
     def torch_groups(self, lr:float):
         "Groups for a torch optimizer: `lr * scale` and each group's weight decay."
         return [dict(params=g['params'], lr=lr * g['lr_scale'], weight_decay=g['weight_decay']) for g in self.groups]
-    def table(self)->'pd.DataFrame':
-        import pandas as pd
+    def table(self)->pd.DataFrame:
+        "One row per group: layer id, lr scale, weight decay, parameter count, first parameter's name."
         return pd.DataFrame([dict(layer_id=g['layer_id'], lr_scale=g['lr_scale'], weight_decay=g['weight_decay'],
                                   n_params=sum(p.numel() for p in g['params']), first=g['names'][0]) for g in self.groups])
 
@@ -84,6 +87,7 @@ class GroupHypers(Callback):
         if self.training: self._apply()
     def after_fit(self): self.opt.set_hyper('lr', self.base)
 
+# %% ../nbs/03c_optim.ipynb #55520cdb
 @patch
 def callback(self:ParamGroups,
              learner_wd:bool=False # Decayed groups keep the Learner's `wd` instead of the groups' own

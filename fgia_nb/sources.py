@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from PIL import Image, ImageDraw
 from fastcore.script import call_parse
-from .core import data_root, class_names, atomic_path, atomic_write_text
+from .core import data_root, class_names, atomic_write_text
 
 # %% auto #0
 __all__ = ['FMNIST_DIRS', 'NOISE', 'fashion_mnist_dir', 'load_fashion_mnist', 'long_tail_counts', 'make_default_dataset',
@@ -28,7 +28,9 @@ def fashion_mnist_dir(download:bool=False # Fall back to torchvision's download 
         if all((d/f).exists() for f in _FMNIST_FILES): return d
     if download:
         from torchvision.datasets import FashionMNIST
-        try: FashionMNIST(data_root(), download=True); return data_root()/'FashionMNIST'/'raw'
+        try:
+            FashionMNIST(data_root(), download=True)
+            return data_root()/'FashionMNIST'/'raw'
         except Exception as e: err = e
     else: err = None
     raise FileNotFoundError(
@@ -39,7 +41,8 @@ def fashion_mnist_dir(download:bool=False # Fall back to torchvision's download 
 # %% ../nbs/00b_sources.ipynb #549d8560
 def _read_idx(p:Path)->np.ndarray:
     b = gzip.open(p).read()
-    ndim = b[3]; shape = [int.from_bytes(b[4+4*i:8+4*i], 'big') for i in range(ndim)]
+    ndim = b[3]
+    shape = [int.from_bytes(b[4+4*i:8+4*i], 'big') for i in range(ndim)]
     return np.frombuffer(b, np.uint8, offset=4+4*ndim).reshape(shape)
 
 def load_fashion_mnist(path:Path|None=None)->tuple:
@@ -67,7 +70,8 @@ def _sha1(b:bytes)->str: return hashlib.sha1(b).hexdigest()
 
 def _chart(rng, size=(64, 64))->bytes:
     "A rendered non-photo: a bar chart, a line plot or a text banner."
-    im = Image.new('RGB', size, tuple(int(v) for v in rng.integers(200, 256, 3))); d = ImageDraw.Draw(im)
+    im = Image.new('RGB', size, tuple(int(v) for v in rng.integers(200, 256, 3)))
+    d = ImageDraw.Draw(im)
     kind = rng.integers(3)
     if kind == 0:
         for i, h in enumerate(rng.integers(5, size[1]-5, 6)):
@@ -75,7 +79,9 @@ def _chart(rng, size=(64, 64))->bytes:
     elif kind == 1: d.line([(x, int(y)) for x, y in zip(range(0, size[0], 8), rng.integers(5, size[1]-5, size[0]//8+1))], fill=(0, 0, 200), width=2)
     else:
         for i in range(4): d.text((2, 2+i*15), ''.join(rng.choice(list('ABCDEFGH$%0123'), 8)), fill=(0, 0, 0))
-    b = io.BytesIO(); im.save(b, 'JPEG', quality=90); return b.getvalue()
+    b = io.BytesIO()
+    im.save(b, 'JPEG', quality=90)
+    return b.getvalue()
 
 # %% ../nbs/00b_sources.ipynb #9f50e70d
 NOISE = dict(zero_byte=0.003, truncated=0.005, not_image=0.003, tiny=0.003, ambiguous=0.005,
@@ -87,23 +93,30 @@ _HTML = b'<!DOCTYPE html>\n<html><head><title>403 Forbidden</title></head><body>
 
 # %% ../nbs/00b_sources.ipynb #9d7af44f
 def _build(x, y, xt, yt, dest:Path, ans:Path, n_max, imb_ratio, n_testa, n_testb, noise, seed):
-    rng = np.random.default_rng(seed); C = 10; cls = class_names(C)
+    rng = np.random.default_rng(seed)
+    C = 10
+    cls = class_names(C)
     counts = long_tail_counts(C, n_max, imb_ratio, seed)
     size = lambda: (int(rng.integers(48, 81)), int(rng.integers(48, 81)))
     files, truth = {}, []        # relative path -> bytes; truth rows
     def add(rel, b, label, kind='clean', true_label=None, group='', detail=''):
-        files[rel] = b; truth.append(dict(path=rel, label=label, kind=kind, true_label=true_label if true_label is not None else label, group=group, detail=detail))
+        files[rel] = b
+        truth.append(dict(path=rel, label=label, kind=kind, true_label=true_label if true_label is not None else label, group=group, detail=detail))
     # test-A and test-B: uniform, disjoint, from Fashion-MNIST's test split
     tests = {}
     for split, n in (('testa', n_testa), ('testb', n_testb)):
         for c in range(C):
-            pool = np.flatnonzero(yt == c); pool = pool[~np.isin(pool, [i for v in tests.values() for i, _ in v])]
+            pool = np.flatnonzero(yt == c)
+            pool = pool[~np.isin(pool, [i for v in tests.values() for i, _ in v])]
             for i in rng.choice(pool, n, replace=False): tests.setdefault(split, []).append((i, c))
     answers = {}
     for split, items in tests.items():
         rows = []
         for i, c in items:
-            b = _jpeg(xt[i], size()); rel = f'{split}/{_sha1(b)}.jpg'; files[rel] = b; rows.append((Path(rel).name, cls[c], i))
+            b = _jpeg(xt[i], size())
+            rel = f'{split}/{_sha1(b)}.jpg'
+            files[rel] = b
+            rows.append((Path(rel).name, cls[c], i))
         answers[split] = pd.DataFrame(rows, columns=['filename', 'label', 'src_index'])
     # long-tailed train images; in every class a fraction of the slots holds another class's image (a wrong label)
     pools = {c: iter(rng.permutation(np.flatnonzero(y == c))) for c in range(C)}
@@ -123,23 +136,31 @@ def _build(x, y, xt, yt, dest:Path, ans:Path, n_max, imb_ratio, n_testa, n_testb
         b = _jpeg(x[next(pools[c])], size())
         add(f'train/{cls[c]}/{cls[c]}_{_sha1(b)}.jpg', b[:int(len(b) * rng.uniform(0.3, 0.9))], cls[c], 'truncated')
     for c in classes_for('not_image'): put(c, _HTML + rng.bytes(8).hex().encode(), 'not_image')
-    for c in classes_for('tiny'): s = int(rng.integers(6, 17)); put(c, _jpeg(x[next(pools[c])], (s, s)), 'tiny')
+    for c in classes_for('tiny'):
+        s = int(rng.integers(6, 17))
+        put(c, _jpeg(x[next(pools[c])], (s, s)), 'tiny')
     for c in classes_for('non_photo'): put(c, _chart(rng), 'non_photo', true_label='')
     amb = classes_for('ambiguous')
     for o in amb:   # the same bytes and hash filename under a second class: all copies are ambiguous
-        src = rng.choice([r for r in clean_rows if r['label'] != cls[o] and not r['group']]); h = _sha1(files[src['path']])
-        src['kind'] = 'ambiguous'; src['group'] = h
+        src = rng.choice([r for r in clean_rows if r['label'] != cls[o] and not r['group']])
+        h = _sha1(files[src['path']])
+        src['kind'] = 'ambiguous'
+        src['group'] = h
         add(f'train/{cls[o]}/{cls[o]}_{h}.jpg', files[src['path']], cls[o], 'ambiguous', src['true_label'], group=h)
     for c in classes_for('duplicate'):   # the same bytes again in the same class, under another name (another URL)
-        src = rng.choice([r for r in clean_rows if r['label'] == cls[c] and not r['group']]); b = files[src['path']]
+        src = rng.choice([r for r in clean_rows if r['label'] == cls[c] and not r['group']])
+        b = files[src['path']]
         src['group'] = _sha1(b)
         add(f'train/{cls[c]}/{cls[c]}_{_sha1(b + b"dup")}.jpg', b, cls[c], 'duplicate', src['true_label'], group=src['group'])
     for c in classes_for('near_duplicate_test'):   # a test image, re-encoded at another size, in train with its true label
         split = 'testa' if rng.random() < 0.5 else 'testb'
-        cand = answers[split][answers[split].label == cls[c]]; a = cand.iloc[int(rng.integers(len(cand)))]
+        cand = answers[split][answers[split].label == cls[c]]
+        a = cand.iloc[int(rng.integers(len(cand)))]
         put(c, _jpeg(xt[a.src_index], size(), quality=80), 'near_duplicate_test', detail=f'{split}/{a.filename}')
     for rel, b in files.items():
-        p = dest/rel; p.parent.mkdir(parents=True, exist_ok=True); p.write_bytes(b)
+        p = dest/rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b)
     tr = pd.DataFrame(truth)
     (dest/'train.txt').write_text(''.join(f'{r.path} {int(r.label)}\n' for r in tr.itertuples()))
     ans.mkdir(parents=True, exist_ok=True)
@@ -157,7 +178,8 @@ def make_default_dataset(dest:Path|str|None=None, # Data root to create (default
                          force:bool=False # Rebuild even if a complete build with these parameters exists
                         )->Path:
     "Build the default web-like dataset from Fashion-MNIST; returns its root (answers at `<root>_answers`)."
-    dest = Path(dest or data_root()/'fmnist_web'); ans = answers_dir(dest)
+    dest = Path(dest or data_root()/'fmnist_web')
+    ans = answers_dir(dest)
     params = dict(n_max=n_max, imb_ratio=imb_ratio, n_testa=n_testa, n_testb=n_testb, noise={**NOISE, **(noise or {})}, seed=seed,
                   generator=_GENERATOR_VERSION)
     stamp = dest/'dataset.json'
@@ -170,14 +192,17 @@ def make_default_dataset(dest:Path|str|None=None, # Data root to create (default
         atomic_write_text(tmp/'dataset.json', json.dumps(params))
         if force or not done():          # another process may have finished the same build meanwhile
             for p, t in ((ans, tmp_ans), (dest, tmp)):
-                shutil.rmtree(p, ignore_errors=True); os.replace(t, p)
+                shutil.rmtree(p, ignore_errors=True)
+                os.replace(t, p)
     finally:
         for p in (tmp, tmp_ans): shutil.rmtree(p, ignore_errors=True)
     return dest
 
+# %% ../nbs/00b_sources.ipynb #da7e1c0e
 def answers_dir(root:Path|str)->Path:
     "The hidden answers of a default dataset: `<root>_answers`."
-    root = Path(root); return root.with_name(root.name+'_answers')
+    root = Path(root)
+    return root.with_name(root.name+'_answers')
 
 # %% ../nbs/00b_sources.ipynb #3ad42301
 @call_parse
@@ -202,7 +227,8 @@ def _files(d:Path)->list[Path]:
 def read_accv(root:Path|str # Competition layout: train/<cls>/<cls>_<sha1>.jpg, train.txt, testa/, testb/
              )->pd.DataFrame:
     "Rows for the competition layout; labels from `train.txt` (`path label`), else from the class folders."
-    root = Path(root); rows = []
+    root = Path(root)
+    rows = []
     listed = {}
     if (root/'train.txt').exists():
         for ln, line in enumerate((root/'train.txt').read_text().splitlines(), 1):
@@ -212,7 +238,8 @@ def read_accv(root:Path|str # Competition layout: train/<cls>/<cls>_<sha1>.jpg, 
                 raise ValueError(f"{root/'train.txt'}:{ln}: expected 'path label', got {line!r}")
             listed[Path(parts[0]).as_posix()] = f'{int(parts[1]):04d}'
     for p in _files(root/'train') if (root/'train').exists() else []:
-        rel = p.relative_to(root).as_posix(); listed.setdefault(rel, p.parent.name)
+        rel = p.relative_to(root).as_posix()
+        listed.setdefault(rel, p.parent.name)
     rows = [(rel, lab, 'train') for rel, lab in sorted(listed.items())]
     for split in ('testa', 'testb', 'test'):
         if (root/split).exists(): rows += [(p.relative_to(root).as_posix(), None, split) for p in _files(root/split)]
@@ -222,7 +249,8 @@ def read_accv(root:Path|str # Competition layout: train/<cls>/<cls>_<sha1>.jpg, 
 def read_imagefolder(root:Path|str # root/<class>/<files>, or root/<split>/<class>/<files> with split folders
                     )->pd.DataFrame:
     "Rows for an ImageFolder tree; `train`/`valid`/`val`/`test` subfolders become splits."
-    root = Path(root); splits = [s for s in ('train', 'valid', 'val', 'test') if (root/s).is_dir()]
+    root = Path(root)
+    splits = [s for s in ('train', 'valid', 'val', 'test') if (root/s).is_dir()]
     rows = []
     for split, d in ([(s, root/s) for s in splits] or [('train', root)]):
         for p in _files(d):
@@ -258,6 +286,7 @@ def read_submission(path:Path|str)->pd.Series:
     if s.filename.duplicated().any(): raise ValueError(f'{path}: file {s.filename[s.filename.duplicated()].iloc[0]!r} is predicted twice')
     return s.set_index('filename').label
 
+# %% ../nbs/00b_sources.ipynb #feb081eb
 def score(submission:Path|str, # pred_results.csv
           answers:Path|str # The split's answers CSV (`filename,label`), e.g. `answers_dir(root)/'testb.csv'`
          )->dict:
