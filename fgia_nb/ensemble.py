@@ -4,16 +4,16 @@
 
 # %% ../nbs/08_ensemble.ipynb #dfd038ab
 from __future__ import annotations
-import json, os, contextlib
+import os, contextlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np, pandas as pd, torch
-from .core import run_dir, RunRecord, outputs_root, read_run, atomic_path, atomic_write_text
+from .core import run_dir, RunRecord, outputs_root, atomic_path
 from .logits import (Logits, open_logits, check_aligned, read_rows, iter_chunks, write_index, softmax_np, _as_float,
-                            _check_finite, _prefetch)
+                            _check_finite, _prefetch, default_answers, top1)
 
 # %% auto #0
-__all__ = ['winners_weights', 'fit_weights', 'labelled_probs', 'model_accuracy', 'ensemble', 'read_labels']
+__all__ = ['winners_weights', 'fit_weights', 'labelled_probs', 'model_accuracy', 'ensemble', 'read_labels', 'ensemble_models']
 
 # %% ../nbs/08_ensemble.ipynb #a653da20
 def winners_weights(accs, # One score per model (e.g. its leaderboard or held-out top-1)
@@ -215,3 +215,43 @@ def read_labels(path:Path|str # A pseudo-label manifest (.parquet: path, label) 
         return pd.Series(df.label.astype(str).values, index=[Path(x).name for x in df.path])
     df = pd.read_csv(p, dtype=str)
     return df.set_index(df.columns[0])[df.columns[1]]
+
+# %% ../nbs/08_ensemble.ipynb #4c020211
+def ensemble_models(experiment:str='demo', # Experiment folder under outputs/
+                    split:str='testb', # Test split
+                    models:str='', # Comma-separated stage-05 folders (default: every 05_tta_predict/*-<split>)
+                    weighting:str='auto', # 'auto', 'equal', 'winners' or 'fitted'
+                    accs:str='', # Comma-separated accuracies, one per model, for 'winners'
+                    labels:str='', # Labelled rows for 'fitted' or 'winners': pseudo manifest or filename,label CSV
+                    leaderboard:str='', # 'winners' accuracies from another split's answers CSV (see above)
+                    factor:float=25., # Winners' exponent
+                    average:str='prob', # 'prob' or 'logit'
+                    run:str='' # Run folder name (default: the split)
+                    )->dict:
+    "Stage 08: ensemble every model predicted on a split into a scores folder; weights and top-1 in the run record."
+    params = dict(locals())
+    stage05 = outputs_root()/experiment/'05_tta_predict'
+    folders = [Path(m) for m in models.split(',') if m] or sorted(stage05.glob(f'*-{split}'))
+    if not folders: raise FileNotFoundError(f'no stage-05 logits for {split!r} under {stage05}: run nbs/05_tta_predict.ipynb first')
+    items = check_aligned(folders)
+    lab = read_labels(labels) if labels else None
+    if leaderboard:   # the winners weighted by leaderboard (test-A) scores: score each model's prediction of that split
+        lb, lb_split = read_labels(leaderboard), Path(leaderboard).stem
+        sibs = [f.with_name(f.name.removesuffix(f'-{split}') + f'-{lb_split}') for f in folders]
+        if missing := [str(s) for s in sibs if not s.exists()]:
+            raise FileNotFoundError(f'leaderboard={leaderboard}: no {lb_split} predictions {missing} (predict that split too)')
+        accs = ','.join(f'{top1(open_logits(s), lb):.4f}' for s in sibs)
+    how = weighting if weighting != 'auto' else 'fitted' if lab is not None else 'winners' if accs else 'equal'
+    out = run_dir(experiment, '08_ensemble', run or split)
+    params.update(models=[str(f) for f in folders], weighting=how, accs=accs)
+    with RunRecord(out, '08_ensemble', params=params, inputs=[lg.npy for lg in items] + ([labels] if labels else [])) as rec:
+        if how == 'equal': w = np.ones(len(items))
+        elif how == 'winners':
+            w = winners_weights([float(a) for a in accs.split(',')] if accs else model_accuracy(items, lab), factor)
+        else: w = fit_weights(*labelled_probs(items, lab))
+        rec.metrics['weights'] = dict(zip(map(str, folders), (w / w.sum()).round(4).tolist()))
+        ens = ensemble(items, out, w, average=average)
+        rec.outputs += [str(ens.npy)]
+        if (ans := default_answers(split)) is not None:
+            rec.metrics['top1'] = {**{f.name: top1(lg, ans) for f, lg in zip(folders, items)}, 'ensemble': top1(ens, ans)}
+    return rec.metrics

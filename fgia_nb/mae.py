@@ -4,18 +4,17 @@
 
 # %% ../nbs/02_mae_pretrain.ipynb #50feaeb6
 from __future__ import annotations
-import os, sys, json, time, math, shlex, socket, contextlib, subprocess
+import sys, json, time, math, contextlib
 from pathlib import Path
 from functools import partial
 import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as F
-import timm
 from timm.models.vision_transformer import VisionTransformer, Block
 from timm.models.swin_transformer_v2 import SwinTransformerV2
 from timm.layers import trunc_normal_, build_sincos2d_pos_embed
 from PIL import Image
 import matplotlib.pyplot as plt
-from safetensors.torch import save_file, load_file
-from fastcore.script import call_parse
+from safetensors.torch import save_file
+from fastcore.imports import in_notebook
 from fastai.data.block import DataBlock
 from fastai.data.transforms import RandomSplitter, get_image_files
 from fastai.vision.data import ImageBlock
@@ -28,15 +27,15 @@ from fastai.optimizer import Adam
 from fastai.callback.schedule import ParamScheduler, combine_scheds, SchedLin, SchedCos
 from .backbones import create_backbone
 from .optim import no_weight_decay
-from .data import init_distributed, to_distributed, finish_distributed
-from .core import project_root, run_dir, outputs_root, atomic_path, atomic_write_text, RunRecord
+from .distributed import init_distributed, to_distributed, finish_distributed, rank_world, launch_module
+from .core import run_dir, outputs_root, atomic_path, atomic_write_text, RunRecord
 
 # %% auto #0
 __all__ = ['AdamW95', 'create_encoder', 'patchify', 'unpatchify', 'random_masking', 'normalize_patches', 'masked_mse', 'MAE',
            'block_mask', 'SimMIM', 'mim_model', 'image_items', 'passthrough_loss', 'UnlabeledBatch', 'mim_dls',
            'param_groups', 'fit_mim', 'mim_learner', 'save_encoder', 'reconstruct', 'show_reconstructions', 'pretrain',
            'pretrain_worker', 'launch_pretrain', 'to_input', 'frozen_features', 'probe_scores', 'finetune_score',
-           'compare_starts']
+           'compare_starts', 'mae_pretrain']
 
 # %% ../nbs/02_mae_pretrain.ipynb #16637bbd
 def create_encoder(arch:str='vit_demo', # `vit_demo`, `swinv2_demo`, `vit_l`, ... or a timm model name
@@ -349,8 +348,6 @@ def show_reconstructions(model:nn.Module, imgs:torch.Tensor, # Normalised images
 # %% ../nbs/02_mae_pretrain.ipynb #34d813ce
 from fastai.torch_core import set_seed
 
-def _world()->tuple[int,int]: return int(os.environ.get('WORLD_SIZE', 1)), int(os.environ.get('RANK', 0))
-
 def pretrain(items:list, # Image paths (see `image_items`)
              out_dir:str|Path, # Where the encoder, picture and losses go
              arch:str='vit_demo', img_size:int|None=32, init:str|None=None,
@@ -364,7 +361,7 @@ def pretrain(items:list, # Image paths (see `image_items`)
     enc = create_encoder(arch, img_size=img_size, init=init)
     model = mim_model(enc, mask_ratio, decoder_dim, decoder_depth, decoder_heads, norm_pix, mask_patch)
     img_size = img_size or enc.patch_embed.img_size[0]
-    world, rank = _world()
+    rank, world = rank_world()
     dls = mim_dls(items, img_size, bs, valid_pct, seed, num_workers)
     learn = mim_learner(dls, model)
     to_distributed(learn)
@@ -386,38 +383,30 @@ def pretrain(items:list, # Image paths (see `image_items`)
     return dict(metrics=metrics, learn=learn)
 
 # %% ../nbs/02_mae_pretrain.ipynb #a4c7bfe2
-_WORKER = '''import json, sys
-from pathlib import Path
-from fgia_nb.mae import pretrain_worker
-pretrain_worker(Path(sys.argv[1]))
-'''
-
-def pretrain_worker(args_file:Path):
-    "Entry point of each process started by `launch_pretrain`."
+def pretrain_worker(args_file:Path # `launch_args.json` written by `launch_pretrain`
+                   ):
+    "Entry point of each process started by `launch_pretrain` (`python -m fgia_nb.mae ARGS_FILE`)."
     a = json.loads(Path(args_file).read_text())
     items = image_items(a.pop('source'), a.pop('splits'), a.pop('max_images'), a.get('seed', 42))
     res = pretrain(items, **a)
-    if _world()[1] == 0: atomic_write_text(Path(a['out_dir'])/'metrics.json', json.dumps(res['metrics']))
+    if rank_world()[0] == 0: atomic_write_text(Path(a['out_dir'])/'metrics.json', json.dumps(res['metrics']))
     finish_distributed()
 
+# %% ../nbs/02_mae_pretrain.ipynb #0adf180f
 def launch_pretrain(source:str|Path, splits:str, max_images:int|None, out_dir:str|Path,
                     num_processes:int=2, # Processes (GPUs) to launch
                     accelerate_args:str='', # Extra `accelerate launch` options, e.g. '--mixed_precision bf16'
                     **kwargs)->dict:
     "Run `pretrain` under `accelerate launch` with `num_processes` processes; return the metrics."
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     args = dict(source=str(source), splits=splits, max_images=max_images, out_dir=str(out), show_bar=False, **kwargs)
     atomic_write_text(out/'launch_args.json', json.dumps(args, indent=1))
-    atomic_write_text(out/'launch_worker.py', _WORKER)
-    with socket.socket() as s_: s_.bind(('127.0.0.1', 0)); port = s_.getsockname()[1]
-    # --multi_gpu makes accelerate start the processes through torch.distributed.run, which also works without GPUs
-    cmd = [sys.executable, '-m', 'accelerate.commands.launch', '--multi_gpu', '--num_processes', str(num_processes),
-           '--num_machines', '1', '--dynamo_backend', 'no', '--main_process_port', str(port), *shlex.split(accelerate_args),
-           str(out/'launch_worker.py'), str(out/'launch_args.json')]
-    env = {**os.environ, 'FGIA_ROOT': str(project_root())}
-    if not torch.cuda.is_available(): env.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // num_processes)))
-    subprocess.run(cmd, check=True, env=env)
+    launch_module('fgia_nb.mae', [out/'launch_args.json'], num_processes, accelerate_args)
     return json.loads((out/'metrics.json').read_text())
+
+# %% ../nbs/02_mae_pretrain.ipynb #5795a9f7
+if __name__ == '__main__' and not in_notebook(): pretrain_worker(Path(sys.argv[1]))
 
 # %% ../nbs/02_mae_pretrain.ipynb #4d929e13
 def to_input(x:np.ndarray, # uint8 (N, H, W) or (N, H, W, 3) images
@@ -495,3 +484,54 @@ def compare_starts(encoder_file:str|Path, # The pretrained encoder
         row[f'finetune_{epochs}ep'] = finetune_score(enc, xtr[sub], ytr[sub], xte, yte, epochs=epochs, seed=seed)
         rows.append(row)
     return pd.DataFrame(rows).set_index('start')
+
+# %% ../nbs/02_mae_pretrain.ipynb #55274fbb
+def mae_pretrain(experiment:str='demo', # outputs/<experiment>/02_mae_pretrain/<run>/
+                 run:str|None=None, # run folder name (default: the arch)
+                 arch:str='vit_demo', # a ViT (MAE) or Swin-V2 (SimMIM): vit_demo, swinv2_demo, vit_l, swinv2_l, timm name
+                 img_size:int=32, # input size (224 for vit_l)
+                 init:str='scratch', # 'scratch', 'hub' (vit_l: vit_large_patch16_224.mae) or a weights file
+                 mask_ratio:float|None=None, # None: 0.75 for MAE, 0.6 for SimMIM
+                 norm_pix:bool=True, # MAE target: per-patch normalised pixels
+                 decoder_dim:int=64, # MAE decoder width (512 at full size)
+                 decoder_depth:int=2, # MAE decoder blocks (8 at full size)
+                 decoder_heads:int=4, # MAE decoder heads (16 at full size)
+                 epochs:int=3, # pretraining epochs
+                 lr:float=1.5e-3, # peak lr (the winners: 2.4e-3 at batch 4096)
+                 bs:int=128, # batch size
+                 wd:float=0.05, # weight decay
+                 warmup:float=0.1, # fraction of the steps spent warming up
+                 splits:str='train,testa', # manifest splits to pretrain on
+                 max_images:int|None=None, # a random subset of this many images
+                 source:str|None=None, # manifest, stage-00 run folder or image folder (default: the experiment's stage 00)
+                 out_dir:str|None=None, # default: outputs/<experiment>/02_mae_pretrain/<run>
+                 num_processes:int=1, # more than 1: accelerate launch
+                 accelerate_args:str='', # extra `accelerate launch` options, e.g. '--mixed_precision bf16'
+                 num_workers:int=0, # loader workers
+                 seed:int=42, # random seed
+                 evaluate:bool=True # compare the encoder with a random start on Fashion-MNIST (demo archs, default data)
+                )->dict:
+    "Stage 02: pretrain an encoder with MAE or SimMIM, write it with a picture and a run record; return the metrics."
+    params = dict(locals())
+    src = Path(source) if source else outputs_root()/experiment/'00_data_clean'/'default'
+    if source is None and not (src/'manifest.parquet').exists():   # stage 00 has not run for this experiment: run it
+        from fgia_nb.sources import make_default_dataset
+        from fgia_nb.clean import clean_data
+        clean_data(make_default_dataset(), src, progress=False)
+    out = Path(out_dir) if out_dir else run_dir(experiment, '02_mae_pretrain', run or arch)
+    kw = dict(arch=arch, img_size=img_size, init=init, mask_ratio=mask_ratio, norm_pix=norm_pix, decoder_dim=decoder_dim,
+              decoder_depth=decoder_depth, decoder_heads=decoder_heads, epochs=epochs, lr=lr, bs=bs, wd=wd,
+              warmup=warmup, seed=seed, num_workers=num_workers)
+    inputs = [src/'manifest.parquet' if (src/'manifest.parquet').exists() else src]
+    if init not in (None, 'scratch', 'hub'): inputs.append(Path(init))
+    with RunRecord(out, '02_mae_pretrain', params, inputs=inputs, seed=seed) as rec:
+        if num_processes > 1:
+            metrics = launch_pretrain(src, splits, max_images, out, num_processes, accelerate_args, **kw)
+        else:
+            metrics = pretrain(image_items(src, splits, max_images, seed), out, show_bar=False, **kw)['metrics']
+        rec.metrics.update(metrics)
+        rec.outputs = [str(out/f) for f in ('encoder.safetensors', 'reconstructions.png', 'losses.csv')]
+    if evaluate:
+        helps = compare_starts(out/'encoder.safetensors', arch, img_size)
+        with atomic_path(out/'compare_starts.csv') as tmp: helps.to_csv(tmp)
+    return dict(out_dir=out, **metrics)

@@ -4,7 +4,6 @@
 
 # %% ../nbs/05_tta_predict.ipynb #12d4f54c
 from __future__ import annotations
-import sys
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from fastcore.imports import in_notebook

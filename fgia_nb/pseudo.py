@@ -8,10 +8,11 @@ import json
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import run_dir, RunRecord, outputs_root, atomic_path, atomic_write_text
-from .logits import Logits, iter_chunks, logits_writer, softmax_np
+from .logits import Logits, open_logits, iter_chunks, logits_writer, softmax_np, default_answers
 
 # %% auto #0
-__all__ = ['confidences', 'select_threshold', 'select_quota', 'kept_report', 'plot_kept', 'pseudo_manifest', 'write_pseudo']
+__all__ = ['confidences', 'select_threshold', 'select_quota', 'kept_report', 'plot_kept', 'pseudo_manifest', 'write_pseudo',
+           'pseudo_label']
 
 # %% ../nbs/06_pseudo_label.ipynb #a250e657
 def _probs(lg:Logits, b:np.ndarray)->np.ndarray: return b if lg.npy.stem == 'scores' else softmax_np(b)
@@ -111,3 +112,36 @@ def write_pseudo(out:Path|str, # Run folder for the manifest
                 sel = r[(r >= s) & (r < s + len(b))]
                 if len(sel): w(_probs(lg, b[sel - s]))
     return out/'manifest.parquet'
+
+# %% ../nbs/06_pseudo_label.ipynb #6d930ae2
+def pseudo_label(experiment:str='demo', # Experiment folder under outputs/
+                 split:str='testb', # Test split to pseudo-label
+                 scores_dir:str='', # Scores or logits folder (default outputs/<experiment>/08_ensemble/<split>)
+                 manifest:str='', # Stage-00 manifest (default: the experiment's stage-00 output)
+                 rule:str='threshold', # 'threshold' (the winners) or 'quota'
+                 threshold:float=0.45, # Confidence threshold (for 'quota': the lower bound)
+                 quota_frac:float=0.8, # For 'quota': keep at most quota_frac * N / C images per class
+                 soft:bool=False, # Also write soft targets (soft.npy)
+                 run:str='' # Run folder name (default '<split>-<rule>')
+                 )->pd.DataFrame:
+    "Stage 06: pseudo-label a test split from an ensemble's scores; the next round's manifest and a kept-per-class plot."
+    params = dict(locals())
+    from fgia_nb.clean import read_manifest
+    lg = open_logits(Path(scores_dir) if scores_dir else outputs_root()/experiment/'08_ensemble'/split)
+    man_path = Path(manifest) if manifest else outputs_root()/experiment/'00_data_clean'/'default'/'manifest.parquet'
+    out = run_dir(experiment, '06_pseudo_label', run or f'{split}-{rule}')
+    N, C = lg.shape
+    params.update(scores_dir=str(lg.folder), manifest=str(man_path))
+    with RunRecord(out, '06_pseudo_label', params=params, inputs=[lg.npy, man_path]) as rec:
+        conf, lab = confidences(lg)
+        masks = dict(threshold=select_threshold(conf, threshold),
+                     quota=select_quota(conf, lab, quota=max(1, int(quota_frac*N/C)), threshold=threshold))
+        rows = pseudo_manifest(lg, masks[rule], lab, conf, read_manifest(man_path), split)
+        rec.outputs.append(str(write_pseudo(out, rows, lg, soft)))
+        ans = default_answers(split)
+        y = None if ans is None else pd.Series(np.arange(C), index=lg.classes)[ans.reindex(lg.paths).values].values
+        rec.metrics = {k: kept_report(m, lab, y, C) for k, m in masks.items()}
+        rec.metrics['written'] = len(rows)
+        ax = plot_kept(masks, lab, C)
+        with atomic_path(out/'kept_per_class.png') as tmp: ax.figure.savefig(tmp, dpi=100, bbox_inches='tight', format='png')
+    return pd.DataFrame({k: v for k, v in rec.metrics.items() if isinstance(v, dict)}).T

@@ -6,12 +6,12 @@
 from __future__ import annotations
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import atomic_path
-from .logits import Logits, iter_chunks, read_rows, _as_float
+from .core import atomic_path, outputs_root, data_root, run_dir, RunRecord
+from .logits import Logits, open_logits, iter_chunks, read_rows, _as_float
 
 # %% auto #0
 __all__ = ['argmax_labels', 'winners_redistribute', 'candidate_pairs', 'prior_prices', 'capacity_assign', 'prior_match',
-           'compare_methods', 'plot_class_counts', 'write_submission']
+           'compare_methods', 'plot_class_counts', 'write_submission', 'redistribute_scores']
 
 # %% ../nbs/09_redistribute.ipynb #da4734f0
 def _chunks(S, chunk:int=4096):
@@ -172,3 +172,30 @@ def write_submission(path:Path|str, # Destination, usually `.../pred_results.csv
     with atomic_path(path) as tmp:
         pd.DataFrame({0: list(paths), 1: np.asarray(classes, dtype=object)[labels]}).to_csv(tmp, header=False, index=False)
     return Path(path)
+
+# %% ../nbs/09_redistribute.ipynb #c768763d
+def redistribute_scores(experiment:str='demo', # Experiment folder under outputs/
+                        split:str='testb', # Test split to submit
+                        scores_dir:str='', # Stage-08 scores folder (default outputs/<experiment>/08_ensemble/<split>)
+                        method:str='prior_match', # Submitted method: 'prior_match', 'winners' or 'argmax'
+                        K:int=0, # Winners' K (0: 90% of N / C)
+                        T:float=0.5, # Prior-matching temperature
+                        answers:str='', # Answers CSV (default: the default dataset's hidden answers, when present)
+                        run:str='' # Run folder name (default: the split)
+                        )->pd.DataFrame:
+    "Stage 09: re-distribute an ensemble's scores, write `pred_results.csv` (and each method's); scores if answers exist."
+    params = dict(locals())
+    from fgia_nb.sources import answers_dir, score
+    S = open_logits(Path(scores_dir) if scores_dir else outputs_root()/experiment/'08_ensemble'/split)
+    out = run_dir(experiment, '09_redistribute', run or split)
+    N, C = S.shape
+    params.update(scores_dir=str(S.folder), K=K or int(0.9*N/C))
+    with RunRecord(out, '09_redistribute', params=params, inputs=[S.npy]) as rec:
+        labs = dict(argmax=argmax_labels(S), winners=winners_redistribute(S, params['K']), prior_match=prior_match(S, T=T))
+        for k, l in labs.items(): rec.outputs.append(str(write_submission(out/f'pred_{k}.csv', S.paths, l, S.classes)))
+        rec.outputs.append(str(write_submission(out/'pred_results.csv', S.paths, labs[method], S.classes)))
+        ax = plot_class_counts(labs, C)
+        with atomic_path(out/'class_counts.png') as tmp: ax.figure.savefig(tmp, dpi=100, bbox_inches='tight', format='png')
+        ans = Path(answers) if answers else answers_dir(data_root()/'fmnist_web')/f'{split}.csv'
+        if ans.exists(): rec.metrics.update({k: score(out/f'pred_{k}.csv', ans) for k in labs})
+    return pd.DataFrame(rec.metrics).T

@@ -8,12 +8,11 @@ import json, struct
 from pathlib import Path
 import numpy as np, torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 from .core import atomic_path, run_dir, RunRecord, outputs_root
 
 # %% auto #0
 __all__ = ['checkpoint_layout', 'check_soupable', 'save_streamed', 'uniform_soup', 'last_checkpoints', 'greedy_soup',
-           'accuracy_scorer']
+           'accuracy_scorer', 'model_soup']
 
 # %% ../nbs/07_model_soup.ipynb #671370a1
 def checkpoint_layout(path:Path|str, # A safetensors checkpoint
@@ -152,3 +151,36 @@ def accuracy_scorer(checkpoint:Path|str, # Any ingredient: the model is built fr
         model.load_state_dict(sd)
         return float((tta_logits(model, dl, flip=False, progress=False).argmax(1) == y).mean())
     return score_fn
+
+# %% ../nbs/07_model_soup.ipynb #bff80d9a
+def model_soup(experiment:str='demo', # Experiment folder under outputs/
+               train_run:str='', # Stage-04 run folder names, comma-separated (default: every run of the experiment)
+               k:int=5, # Last K epoch checkpoints (the winners: 5-7)
+               method:str='uniform', # 'uniform' (the winners) or 'greedy'
+               heldout:str='', # Greedy: manifest with labelled rows (default: stage 06's testb-threshold manifest)
+               heldout_split:str='testb', # Greedy: the split of those rows
+               max_items:int=1000 # Greedy: held-out rows used
+               )->dict:
+    "Stage 07: soup the last `k` checkpoints of each fine-tuning run into `soup.safetensors`; the run records' metrics."
+    params = dict(locals())
+    ft = outputs_root()/experiment/'04_finetune'
+    if train_run: runs = [ft/r for r in train_run.split(',')]
+    elif ft.exists(): runs = sorted(p for p in ft.iterdir() if p.is_dir() and list(p.glob('epoch_*.safetensors')))
+    else: runs = []
+    if not runs: raise FileNotFoundError(f'no stage-04 runs with checkpoints under {ft}: run nbs/04_finetune.ipynb first')
+    summary = {}
+    for r in runs:
+        cks = last_checkpoints(r, k)
+        out = run_dir(experiment, '07_model_soup', r.name)
+        ho = Path(heldout) if heldout else outputs_root()/experiment/'06_pseudo_label'/f'{heldout_split}-threshold'/'manifest.parquet'
+        rp = {**params, 'train_run': r.name, 'heldout': str(ho) if method == 'greedy' else None}
+        with RunRecord(out, '07_model_soup', params=rp, inputs=cks + ([ho] if method == 'greedy' else [])) as rec:
+            if method == 'greedy':
+                res = greedy_soup(cks, accuracy_scorer(cks[-1], ho, heldout_split, max_items), out/'soup.safetensors')
+                rec.metrics = dict(score=res['score'], single=res['single'], used=[str(p) for p in res['used']],
+                                   trace=res['trace'])
+            else: uniform_soup(cks, out/'soup.safetensors')
+            rec.outputs.append(str(out/'soup.safetensors'))
+            rec.metrics['ingredients'] = [p.name for p in cks]
+        summary[r.name] = rec.metrics
+    return summary
