@@ -67,9 +67,9 @@ bench-clean: $(STAMP)
 bench-mae: $(STAMP)
 	$(BIN)/python benchmarks/bench_mae.py
 bench-train: $(STAMP) data
-	$(BIN)/fgia-bench-train
+	$(BIN)/python benchmarks/bench_train.py
 bench-data: $(STAMP) data
-	$(BIN)/fgia-bench-data
+	$(BIN)/python benchmarks/bench_data.py
 bench-post: $(STAMP)
 	$(BIN)/python benchmarks/bench_post.py
 

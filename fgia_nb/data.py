@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #d2188589
 from __future__ import annotations
-import io, os, json, math, time, random, hashlib, warnings
+import os, json, math, random, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from PIL import Image
@@ -15,47 +15,18 @@ from timm.data import create_transform, resolve_data_config, resolve_model_data_
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, DEFAULT_CROP_PCT
 from timm.data.transforms import str_to_interp_mode
 from fastai.data.core import DataLoaders
-from fastai.callback.core import Callback
+from fastai.learner import Recorder
+from fastai.callback.core import Callback, TrainEvalCallback
 from fastai.torch_core import show_images
-from fastcore.script import call_parse
 from fastcore.basics import patch
-from .core import class_names, outputs_root, data_root
+from .core import outputs_root
 from .distributed import rank_world
 from .distributed import init_distributed, to_distributed, finish_distributed  # stages 02 and 05 still import them from here
 
 # %% auto #0
-__all__ = ['SYNTH_COLOURS', 'synthetic_manifest', 'data_config', 'train_transform', 'eval_transform', 'read_classes',
-           'load_manifest', 'train_items', 'seed_item', 'ImageDataset', 'EpochSampler', 'class_weights', 'ManifestDL',
-           'batch_titles', 'get_dls', 'test_dl', 'smooth_targets', 'SoftMixup', 'MixupCallback', 'SetEpoch',
-           'default_manifest', 'model_images_per_s', 'loader_images_per_s', 'data_bench', 'bench_data']
-
-# %% ../nbs/01_data.ipynb #d5729270
-SYNTH_COLOURS = [(220, 40, 40), (40, 180, 40), (40, 60, 220), (230, 200, 30), (160, 40, 200), (30, 200, 200)]
-
-def _jpeg_bytes(rgb, size, rng)->bytes:
-    a = np.clip(np.array(rgb, np.int16) + rng.integers(-20, 21, (size, size, 3)), 0, 255).astype(np.uint8)
-    b = io.BytesIO(); Image.fromarray(a).save(b, 'JPEG', quality=90); return b.getvalue()
-
-def synthetic_manifest(dest:Path|str, # Folder to write the images into (the data root)
-                       counts=(24, 12, 6), # Train images per class (at most 6 classes)
-                       n_test:int=0, # Unlabelled `testa` images (classes cycling in order)
-                       size:int=40, # Image side in pixels
-                       seed:int=0)->pd.DataFrame:
-    "Write class-coloured JPEGs under `dest` and return their manifest (CONTRACTS.md columns, `attrs['data_root']`)."
-    from fgia_nb.clean import phash
-    dest, rng, rows = Path(dest), np.random.default_rng(seed), []
-    C = len(counts); cls = class_names(C)
-    items = [(c, 'train') for c in range(C) for _ in range(counts[c])] + [(i % C, 'testa') for i in range(n_test)]
-    for c, split in items:
-        b = _jpeg_bytes(SYNTH_COLOURS[c], size, rng); h = hashlib.sha1(b).hexdigest()
-        rel = f'train/{cls[c]}/{cls[c]}_{h}.jpg' if split == 'train' else f'testa/{h}.jpg'
-        (dest/rel).parent.mkdir(parents=True, exist_ok=True); (dest/rel).write_bytes(b)
-        rows.append(dict(path=rel, label=cls[c] if split == 'train' else None, split=split, source='accv', sha1=h,
-                         phash=np.uint64(phash(Image.open(io.BytesIO(b)))), width=size, height=size, format='JPEG', mode='RGB', nbytes=len(b),
-                         status='ok', reason='', detail=''))
-    df = pd.DataFrame(rows).astype({'phash': 'uint64'})
-    df.attrs['data_root'] = str(dest)
-    return df
+__all__ = ['data_config', 'train_transform', 'eval_transform', 'read_classes', 'load_manifest', 'train_items', 'seed_item',
+           'ImageDataset', 'EpochSampler', 'class_weights', 'ManifestDL', 'batch_titles', 'get_dls', 'test_dl',
+           'smooth_targets', 'SoftMixup', 'MixupCallback', 'SetEpoch', 'default_manifest', 'stage_dls']
 
 # %% ../nbs/01_data.ipynb #da30fb6f
 def data_config(model=None, # A timm model, a timm model name, or None for timm's ImageNet defaults
@@ -416,7 +387,7 @@ class SoftMixup(Mixup):
 # %% ../nbs/01_data.ipynb #ed39d881
 class MixupCallback(Callback):
     "Mixup/cutmix with label smoothing on training batches, through timm's `Mixup`; targets become soft."
-    order, run_valid = 50, False   # after fastai's device placement, before the loss
+    order, run_valid = Recorder.order, False   # after autocast (MixedPrecision) and device placement, before the loss
     def __init__(self, num_classes:int, mixup_alpha:float=0.8, cutmix_alpha:float=1.0, prob:float=1.0,
                  switch_prob:float=0.5, mode:str='batch', label_smoothing:float=0.1, seed:int|None=None):
         self.mix = SoftMixup(mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha, prob=prob, switch_prob=switch_prob,
@@ -434,7 +405,7 @@ class MixupCallback(Callback):
 
 class SetEpoch(Callback):
     "Set the loaders' epoch to fastai's before each epoch (exact batches after `fit(start_epoch=k)`)."
-    order = -10
+    order = TrainEvalCallback.order   # first: every other callback sees the loaders' epoch
     def before_epoch(self):
         for dl in self.dls.loaders:
             if hasattr(dl, 'set_epoch'): dl.set_epoch(self.epoch)
@@ -456,54 +427,24 @@ def default_manifest(experiment:str='demo', # Experiment whose stage-00 output t
     clean_data(make_default_dataset(), d, progress=False)
     return d
 
-# %% ../nbs/01_data.ipynb #2f978aff
-def _vit_demo(num_classes:int):
-    return timm.create_model('vit_small_patch16_224', img_size=32, patch_size=4, embed_dim=128, depth=4, num_heads=4,
-                             mlp_ratio=2, num_classes=num_classes, global_pool='avg')
-
-def model_images_per_s(model, bs:int=128, size:int=32, steps:int=10, warmup:int=2)->float:
-    "Training-step throughput of `model`: forward + cross-entropy + backward + AdamW step, images/s."
-    opt = torch.optim.AdamW(model.parameters(), 1e-3); model.train()
-    x, y = torch.randn(bs, 3, size, size), torch.randint(0, model.num_classes, (bs,))
-    for i in range(warmup + steps):
-        if i == warmup: t0 = time.perf_counter()
-        loss = torch.nn.functional.cross_entropy(model(x), y); opt.zero_grad(); loss.backward(); opt.step()
-    return bs*steps/(time.perf_counter() - t0)
-
-def loader_images_per_s(dl, n_batches:int=20, mix=None)->float:
-    "Steady-state throughput of a loader (after its first batch, which pays for worker start-up), images/s."
-    it = iter(dl); next(it); n, t0 = 0, time.perf_counter()
-    for _, b in zip(range(n_batches), it):
-        if mix is not None: mix(*b)
-        n += len(b[0])
-    return n/(time.perf_counter() - t0)
-
-# %% ../nbs/01_data.ipynb #63d1ab72
-def data_bench(src, # A manifest or stage-00 run folder
-               num_workers=(0, 1, 2), # Worker-process counts to measure
-               bs:int=128, size:int=32, n_batches:int=30)->dict:
-    "Loader images/s per worker count against the demo ViT's training-step images/s, printed and returned."
-    model = _vit_demo(0); cfg = data_config(model)
-    dls = get_dls(src, size=size, cfg=cfg, bs=bs); model.reset_classifier(dls.c)
-    print(f'train items {dls.train.n}, {len(dls.train)} batches of {bs} at {size}px; torch threads {torch.get_num_threads()}')
-    mix, res = SoftMixup(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1, num_classes=dls.c), {}
-    m_before = model_images_per_s(model, bs, size)
-    for nw in num_workers:   # model, loader, model, ...: each loader against the mean of the model runs around it
-        dl = get_dls(src, size=size, cfg=cfg, bs=bs, num_workers=nw).train
-        ips = loader_images_per_s(dl, min(n_batches, len(dl)-1), mix); del dl
-        m_after = model_images_per_s(model, bs, size); m = (m_before + m_after)/2; m_before = m_after
-        res.update({f'loader_w{nw}': ips, f'model_w{nw}': m, f'ratio_w{nw}': ips/m})
-        print(f'loader num_workers={nw} (+mixup): {ips:8.1f} images/s | model vit_demo fwd+bwd+AdamW {m:6.1f} images/s '
-              f'| loader/model {ips/m:5.2f}x (target >= 2)')
-    return res
-
-@call_parse
-def bench_data(num_workers:str='0,1,2', # Worker-process counts to measure, comma-separated
-               bs:int=128, # Batch size
-               size:int=32, # Image side
-               n_batches:int=30, # Batches timed per loader
-               experiment:str='demo', # Experiment whose stage-00 manifest to read (built if missing)
-               manifest:str=None # A manifest instead of the default dataset's
-              ):
-    "`make bench-data`: the loader's images/s against the demo ViT's training step, and their ratio."
-    data_bench(manifest or default_manifest(experiment), [int(v) for v in str(num_workers).split(',')], bs, size, n_batches)
+# %% ../nbs/01_data.ipynb #13e4a8b9
+def stage_dls(experiment:str='demo', # Experiment name
+              manifest:str|None=None, # Stage-00 manifest or run folder (None: the experiment's default dataset)
+              size:int=32, # Image side
+              crop:str='rrc', # 'rrc' (ViT) or 'resize' (Swin-V2)
+              bs:int=128, # Batch size
+              num_workers:int=0, # Loader worker processes
+              balance:float=1.0, # Class-balanced sampling strength shown against natural sampling
+              seed:int=0 # Seed of orders and augmentation
+             )->DataLoaders:
+    "The loaders of a manifest at the demo ViT's settings; their sizes go into the stage's run record."
+    from fgia_nb.core import run_dir, RunRecord
+    params = dict(locals())
+    src = Path(manifest) if manifest else default_manifest(experiment)
+    params['manifest'] = str(src)
+    with RunRecord(run_dir(experiment, '01_data'), '01_data', params, inputs=[src], seed=seed) as rec:
+        dls = get_dls(src, size=size, crop=crop, cfg=data_config('vit_small_patch16_224'), bs=bs,
+                      num_workers=num_workers, seed=seed)
+        rec.metrics.update(n_train=dls.train.n, n_valid=dls.valid.n, classes=dls.c, train_batches=len(dls.train),
+                           counts=dls.counts.tolist())
+    return dls

@@ -4,40 +4,39 @@
 
 # %% ../nbs/04_finetune.ipynb #7c4e92ae
 from __future__ import annotations
-import os, sys, json, math, time, random, shutil, socket, subprocess, warnings
+import json, time, random, inspect, hashlib, warnings
 from pathlib import Path
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, field
+from functools import partial
 import numpy as np, pandas as pd, torch, torch.nn as nn, torch.distributed as dist
-import timm
 from safetensors import safe_open
 from safetensors.torch import save_file, load_file
-from fastcore.basics import store_attr, patch, listify
+from fastcore.basics import store_attr, listify
 from fastcore.foundation import L
-from functools import partial
-from fastcore.script import call_parse, bool_arg
-from fastcore.imports import in_notebook
-from fastai.learner import Learner, Recorder
-from fastai.callback.core import Callback, CancelFitException
+from fastcore.meta import delegates
+from fastai.learner import Learner
+from fastai.callback.core import Callback
 from fastai.callback.schedule import ParamScheduler, SchedLin, SchedCos, combine_scheds
-from fastai.callback.fp16 import MixedPrecision
+from fastai.callback.fp16 import MixedPrecision, AMPMode
+from fastai.callback.channelslast import ChannelsLast
+from fastai.callback.progress import ProgressCallback
 from fastai.optimizer import OptimWrapper
 from fastai.metrics import accuracy
-from fastai.torch_core import set_seed, rank_distrib, num_distrib
-from fastai.distributed import DistributedDL, DistributedTrainer
-from fastai.data.core import TfmdDL, DataLoaders
-from fastai.callback.progress import ProgressCallback
-from .core import atomic_path, atomic_write_text, run_dir, project_root, outputs_root, data_root, RunRecord, read_run
-from .distributed import init_distributed, to_distributed, finish_distributed, rank_world, launch_module
+from fastai.torch_core import set_seed, default_device
+from fastai.distributed import DistributedDL
+from .core import atomic_path, atomic_write_text, outputs_root, RunRecord
+from .distributed import init_distributed, to_distributed, finish_distributed, rank_world
+from .distributed import launch_module, cli_args, run_cli
 from .distributed import get_free_port as _free_port  # stage 05 still imports it from here
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'ARCH_DEFAULTS', 'UNDECODABLE', 'flatten_state', 'unflatten_state', 'rng_state', 'set_rng_state',
            'unwrap_model', 'save_checkpoint', 'Checkpoint', 'checkpoint_meta', 'read_checkpoint', 'gather_objects',
            'checkpoint_path', 'list_checkpoints', 'last_checkpoint', 'Checkpointer', 'loss_state',
-           'load_training_state', 'adamw', 'warmup_cosine', 'group_lrs', 'fit_resumable', 'finetune_config',
+           'load_training_state', 'adamw', 'warmup_cosine', 'group_lrs', 'fit_resumable', 'finetune', 'finetune_config',
            'model_config', 'build_model', 'load_model', 'build_loss', 'param_groups', 'check_img_size',
            'check_manifest', 'preflight', 'AMP', 'make_learner', 'undo_cleaning', 'subsample_pseudo', 'make_dls',
-           'DistributedCheck', 'fit_run', 'train_cli', 'cli_args', 'launch', 'train_step_bench', 'bench_train']
+           'DistributedCheck', 'fit_run', 'plot_run', 'launch', 'train_cli']
 
 # %% ../nbs/04_finetune.ipynb #cce3ea10
 def flatten_state(obj, # A nested structure of dicts, lists, tuples, tensors and JSON scalars (e.g. an optimizer `state_dict()`)
@@ -165,7 +164,7 @@ def last_checkpoint(out_dir:Path|str)->Path|None:
 # %% ../nbs/04_finetune.ipynb #5d3f855e
 class Checkpointer(Callback):
     "Per epoch: append metrics, write `epoch_NNN.safetensors` (rank 0, atomic), keep the last `keep_last`; restore state on resume."
-    order = 65 # after Recorder (50), ParamScheduler and ProgressCallback (60)
+    order = ProgressCallback.order + 5   # after the Recorder, ParamScheduler and ProgressCallback
     def __init__(self, out_dir:Path|str, # Run folder
                  config:dict|None=None, # `fgia_config` stored in every checkpoint
                  keep_last:int|None=3, # Checkpoints to keep (None: all)
@@ -279,6 +278,63 @@ def fit_resumable(learn:Learner, epochs:int, # Total epochs of the run
     learn.fit(epochs, cbs=[sched, cp, *listify(cbs)], start_epoch=cp.start_epoch)
     return cp.start_epoch
 
+# %% ../nbs/04_finetune.ipynb #435d254b
+def finetune(
+    arch:str='vit_demo', # Backbone: a `fgia_nb.backbones` alias (vit_l, swinv2_l, vit_demo, ...) or a timm name
+    img_size:int|None=None, # Training and test image side (None, here and below: the arch's default)
+    epochs:int|None=None, # Training epochs
+    bs:int|None=None, # Batch size per process
+    lr:float|None=None, # Peak learning rate (head group; earlier layers get layer-decayed multiples)
+    min_lr:float|None=None, # Learning rate at the end of the cosine
+    wd:float|None=None, # AdamW weight decay (none on norms, biases, position tables)
+    layer_decay:float|None=None, # Layer-wise lr decay (1: off)
+    warmup:float|None=None, # Linear warm-up epochs
+    head:str|None=None, # 'linear' or 'arcface'
+    sub_centers:int|None=None, # ArcFace sub-centers per class
+    margin_min:float|None=None, # ArcFace margin of the most frequent class
+    margin_max:float|None=None, # ArcFace margin of the rarest class
+    scale:float|None=None, # ArcFace logit scale s
+    loss:str|None=None, # 'ce', 'eql' (Softmax-EQL) or 'logit_adjusted'
+    eql_tau:float|None=None, # Softmax-EQL / logit-adjustment temperature
+    mixup:float|None=None, # Mixup alpha (0: off)
+    cutmix:float|None=None, # Cutmix alpha (0: off)
+    label_smoothing:float|None=None, # Label smoothing
+    drop_path:float|None=None, # Stochastic depth rate
+    pretrained:bool|None=None, # Start from pretrained weights (hub, or the package for efficientnet_lite0)
+    weights:str|None=None, # A weights file to start from instead (e.g. the MAE encoder of stage 02)
+    train_manifest:str|None=None, # Stage-00 manifest (None: the experiment's default dataset, built if missing)
+    classes:str|None=None, # classes.json (None: beside the manifest)
+    uncleaned:bool=False, # Ignore stage 00's cleaning rules: train on every decodable image (the ablation's baseline)
+    pseudo_manifests:list[str]|None=None, # Pseudo-label manifests of stage 06 to add
+    soft:bool=False, # Use the pseudo manifests' soft targets
+    max_pseudo:int|None=None, # At most this many pseudo-labelled items, drawn across the pseudo manifests (0: all)
+    crop:str|None=None, # 'rrc' (RandomResizedCrop) or 'resize' (square resize, Swin-V2)
+    auto_augment:str|None=None, # timm RandAugment spec, or 'none'
+    re_prob:float|None=None, # RandomErasing probability
+    balance:float|None=None, # Class-balanced sampling strength (0: off)
+    valid_pct:float|None=None, # Held-out fraction for the accuracy curve (the recipe trains on all: 0)
+    max_items:int|None=None, # Use only this many training items (0: all)
+    seed:int=0, # Seed of everything random
+    experiment:str='demo', # Experiment name (outputs/<experiment>/...)
+    run:str|None=None, # Run name (None: the arch)
+    out_dir:str|None=None, # Run folder (None: outputs/<experiment>/04_finetune/<run>)
+    num_processes:int=1, # Processes (GPUs); more than 1 runs under `accelerate launch`
+    precision:str|None=None, # 'fp32', 'bf16', 'fp16' or 'auto' (bf16 on a GPU that has it, else fp32)
+    channels_last:bool|None=None, # channels_last memory format
+    compile:bool|None=None, # torch.compile the model
+    keep_last:int|None=None, # Epoch checkpoints to keep (for the soup stage)
+    num_workers:int|None=None, # Data loader worker processes per process
+    resume:bool=True, # Continue from the newest checkpoint in the run folder
+    ddp_check:bool=False, # Write ddp_check.json (per-rank indices, weights, EQL statistics) for the tests
+    quiet:bool=True, # No progress bars (the per-epoch table stays)
+)->Path:
+    "Fine-tune one model, here or on `num_processes` processes; returns the run folder."
+    kw = {k: v for k, v in locals().items() if k != 'quiet'}
+    if train_manifest is None and rank_world()[1] == 1:   # build the default dataset once, never in N processes
+        from fgia_nb.data import default_manifest
+        kw['train_manifest'] = str(default_manifest(experiment)/'manifest.parquet')
+    return launch(finetune_config(**kw), quiet)
+
 # %% ../nbs/04_finetune.ipynb #35893d4e
 DEFAULTS = dict(img_size=224, epochs=30, bs=32, lr=1e-3, min_lr=1e-6, wd=0.05, layer_decay=1.0, warmup=5.,
                 head='arcface', sub_centers=3, margin_min=0.05, margin_max=0.5, scale=30., loss='ce', eql_tau=1.,
@@ -300,63 +356,23 @@ ARCH_DEFAULTS = {
 }
 
 # %% ../nbs/04_finetune.ipynb #27ae084b
-def finetune_config(
-    arch:str='vit_demo', # Backbone: an alias of `fgia_nb.backbones` (vit_l, swinv2_l, vit_demo, swinv2_demo, efficientnet_lite0) or a timm name
-    img_size:int=None, # Training and test image side
-    epochs:int=None, # Training epochs
-    bs:int=None, # Batch size per process
-    lr:float=None, # Peak learning rate (head group; earlier layers get layer-decayed multiples)
-    min_lr:float=None, # Learning rate at the end of the cosine
-    wd:float=None, # AdamW weight decay (none on norms, biases, position tables)
-    layer_decay:float=None, # Layer-wise lr decay (1: off)
-    warmup:float=None, # Linear warm-up epochs
-    head:str=None, # 'linear' or 'arcface'
-    sub_centers:int=None, # ArcFace sub-centers per class
-    margin_min:float=None, # ArcFace margin of the most frequent class
-    margin_max:float=None, # ArcFace margin of the rarest class
-    scale:float=None, # ArcFace logit scale s
-    loss:str=None, # 'ce', 'eql' (Softmax-EQL) or 'logit_adjusted'
-    eql_tau:float=None, # Softmax-EQL / logit-adjustment temperature
-    mixup:float=None, # Mixup alpha (0: off)
-    cutmix:float=None, # Cutmix alpha (0: off)
-    label_smoothing:float=None, # Label smoothing
-    drop_path:float=None, # Stochastic depth rate
-    pretrained:bool=None, # Start from pretrained weights (hub, or the package for efficientnet_lite0)
-    weights:str=None, # A weights file to start from instead (e.g. the MAE encoder of stage 02)
-    train_manifest:str=None, # Stage-00 manifest (default: outputs/<experiment>/00_data_clean/default/manifest.parquet)
-    classes:str=None, # classes.json (default: beside the manifest)
-    uncleaned:bool=False, # Ignore stage 00's cleaning rules: train on every decodable image (the ablation's baseline)
-    pseudo_manifests:list=None, # Pseudo-label manifests of stage 06 to add
-    soft:bool=False, # Use the pseudo manifests' soft targets
-    max_pseudo:int=None, # Use at most this many pseudo-labelled items, drawn across the pseudo manifests (0: all)
-    crop:str=None, # 'rrc' (RandomResizedCrop) or 'resize' (square resize, Swin-V2)
-    auto_augment:str=None, # timm RandAugment spec, or 'none'
-    re_prob:float=None, # RandomErasing probability
-    balance:float=None, # Class-balanced sampling strength (0: off)
-    valid_pct:float=None, # Held-out fraction for the accuracy curve (the recipe trains on all: 0)
-    max_items:int=None, # Use only this many training items (0: all; the tiny demos default to 2000 so they train in about a minute)
-    seed:int=0, # Seed of everything random
-    experiment:str='demo', # Experiment name (outputs/<experiment>/...)
-    run:str=None, # Run name (default: the arch)
-    out_dir:str=None, # Run folder (default: outputs/<experiment>/04_finetune/<run>)
-    num_processes:int=1, # Processes (GPUs); > 1 launches `accelerate launch`
-    precision:str=None, # 'fp32', 'bf16', 'fp16' or 'auto' (bf16 on a GPU that has it, else fp32)
-    channels_last:bool=None, # channels_last memory format
-    compile:bool=None, # torch.compile the model
-    keep_last:int=None, # Epoch checkpoints to keep (for the soup stage)
-    num_workers:int=None, # Data loader worker processes per process
-    resume:bool=True, # Continue from the newest checkpoint in the run folder
-    ddp_check:bool=False, # Write ddp_check.json (per-rank indices, weights, EQL statistics, writes) for tests
-)->dict:
-    "The run's configuration: the parameters with `None`s filled from `ARCH_DEFAULTS[arch]`, then `DEFAULTS`."
-    params = {k: v for k, v in locals().items()}
+@delegates(finetune, but=['quiet'])
+def finetune_config(arch:str='vit_demo', # Backbone alias or timm name
+                    **kwargs # The rest of `finetune`'s parameters
+                   )->dict:
+    "`finetune`'s parameters, their `None`s filled from `ARCH_DEFAULTS[arch]`, then `DEFAULTS`."
+    ba = inspect.signature(finetune).bind(arch, **kwargs)
+    ba.apply_defaults()
+    params = {k: v for k, v in ba.arguments.items() if k != 'quiet'}
     d = {**DEFAULTS, **ARCH_DEFAULTS.get(arch, {})}
     cfg = {k: d[k] if v is None and k in d else v for k, v in params.items()}
     cfg['run'] = cfg['run'] or arch
-    if cfg['train_manifest'] is None: cfg['train_manifest'] = str(outputs_root()/experiment/'00_data_clean'/'default'/'manifest.parquet')
+    if cfg['train_manifest'] is None:
+        cfg['train_manifest'] = str(outputs_root()/cfg['experiment']/'00_data_clean'/'default'/'manifest.parquet')
     if cfg['classes'] is None: cfg['classes'] = str(Path(cfg['train_manifest']).parent/'classes.json')
-    if cfg['out_dir'] is None: cfg['out_dir'] = str(outputs_root()/experiment/'04_finetune'/cfg['run'])
-    if cfg['precision'] == 'auto': cfg['precision'] = 'bf16' if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else 'fp32'
+    if cfg['out_dir'] is None: cfg['out_dir'] = str(outputs_root()/cfg['experiment']/'04_finetune'/cfg['run'])
+    if cfg['precision'] == 'auto':
+        cfg['precision'] = 'bf16' if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else 'fp32'
     cfg['pseudo_manifests'] = [str(p) for p in listify(cfg['pseudo_manifests'])]
     return cfg
 
@@ -445,10 +461,6 @@ def preflight(cfg:dict):
     for p in cfg['pseudo_manifests']: check_manifest(p, 'pseudo manifest')
 
 # %% ../nbs/04_finetune.ipynb #b88ad6a9
-from fastai.callback.fp16 import AMPMode
-from fastai.callback.channelslast import ChannelsLast
-from fastai.torch_core import default_device
-
 class AMP(MixedPrecision):
     "fastai's `MixedPrecision` on the data's device type (CUDA or CPU)."
     def before_fit(self):
@@ -522,45 +534,33 @@ def make_dls(cfg:dict):
     return dls.to(default_device())
 
 # %% ../nbs/04_finetune.ipynb #645fc1c5
-_AUDIT = {'dir': None, 'log': [], 'installed': False}
-def _audit(event, args):
-    d = _AUDIT['dir']
-    if d is None or event not in ('open', 'os.rename', 'os.remove'): return
-    p = str(args[0])
-    if not p.startswith(d): return
-    if event == 'open':
-        mode, flags = args[1], args[2] or 0
-        if not ((mode and any(c in mode for c in 'wax+')) or flags & (os.O_WRONLY | os.O_RDWR)): return
-    dst = f' -> {os.path.relpath(str(args[1]), d)}' if event == 'os.rename' else ''
-    _AUDIT['log'].append(f'{event} {os.path.relpath(p, d)}{dst}')
-
 class _RecordingSampler:
     "Wraps a sampler, recording the indices each epoch's iteration yields."
     def __init__(self, s): self.s, self.seen = s, []
     def __len__(self): return len(self.s)
     def __iter__(self):
         items = list(iter(self.s))
-        self.seen.append([int(i[0] if isinstance(i, (tuple, list)) else i) for i in items]); return iter(items)
+        self.seen.append([int(i[0] if isinstance(i, (tuple, list)) else i) for i in items])
+        return iter(items)
 
+# %% ../nbs/04_finetune.ipynb #ab3df213
 class DistributedCheck(Callback):
-    "Record per-rank indices, weights, loss statistics and file writes; rank 0 writes `ddp_check.json`."
-    order = 95
+    "Record per-rank indices, weights and loss statistics; rank 0 writes `ddp_check.json`."
+    order = Checkpointer.order + 30   # after the last checkpoint
     def __init__(self, out_dir): self.out_dir = Path(out_dir).resolve()
     def before_fit(self):
-        if not _AUDIT['installed']: sys.addaudithook(_audit); _AUDIT['installed'] = True
-        _AUDIT['dir'], _AUDIT['log'] = str(self.out_dir), []
-        bs = self.dls.train.batch_sampler # a torch loader's: it iterates the sampler
+        bs = self.dls.train.batch_sampler   # a torch loader's: it iterates the sampler
         if not isinstance(bs.sampler, _RecordingSampler): bs.sampler = _RecordingSampler(bs.sampler)
         bs.sampler.seen = []
     def after_fit(self):
-        _AUDIT['dir'] = None
         w = torch.cat([p.detach().float().flatten().cpu() for p in unwrap_model(self.learn.model).parameters()])
         st = loss_state(self.learn.loss_func) or {}
-        me = dict(rank=rank_world()[0], world=rank_world()[1], seen=self.dls.train.batch_sampler.sampler.seen, writes=_AUDIT['log'],
-                  weights_sum=float(w.double().sum()), weights_sha1=__import__('hashlib').sha1(w.numpy().tobytes()).hexdigest(),
+        rank, world = rank_world()
+        me = dict(rank=rank, world=world, seen=self.dls.train.batch_sampler.sampler.seen,
+                  weights_sum=float(w.double().sum()), weights_sha1=hashlib.sha1(w.numpy().tobytes()).hexdigest(),
                   loss_state={k: v.detach().cpu().double().flatten().tolist() for k, v in st.items()})
         allr = gather_objects(me)
-        if rank_world()[0] == 0: atomic_write_text(self.out_dir/'ddp_check.json', json.dumps(allr))
+        if rank == 0: atomic_write_text(self.out_dir/'ddp_check.json', json.dumps(allr))
 
 # %% ../nbs/04_finetune.ipynb #659086e5
 def fit_run(cfg:dict, # From `finetune_config`
@@ -578,7 +578,7 @@ def fit_run(cfg:dict, # From `finetune_config`
     fc = model_config(learn.model, dls.vocab, crop=cfg['crop'], counts=dls.counts.tolist(), loss=cfg['loss'],
                       margin_min=cfg['margin_min'], margin_max=cfg['margin_max'], epochs=cfg['epochs'])
     to_distributed(learn)
-    torch.manual_seed(cfg['seed'] + 1000 * rank) # ranks draw different dropout/drop-path masks
+    torch.manual_seed(cfg['seed'] + 1000 * rank)   # ranks draw different dropout/drop-path masks
     inputs = [cfg['train_manifest'], *cfg['pseudo_manifests']] + ([cfg['weights']] if cfg['weights'] else [])
     rec = RunRecord(out, '04_finetune', cfg, inputs=inputs, seed=cfg['seed']) if rank == 0 else contextlib.nullcontext()
     with rec, (learn.no_bar() if quiet else contextlib.nullcontext()):
@@ -587,97 +587,47 @@ def fit_run(cfg:dict, # From `finetune_config`
                               cfg['keep_last'], cfg['resume'], cbs=[DistributedCheck(out)] if cfg['ddp_check'] else [])
         if rank == 0:
             m = pd.read_csv(out/'metrics.csv').iloc[-1].to_dict() if (out/'metrics.csv').exists() else {}
-            rec.metrics.update({k: v for k, v in m.items() if k != 'time'}, start_epoch=start, fit_s=round(time.time() - t0, 1),
-                               world_size=world)
+            rec.metrics.update({k: v for k, v in m.items() if k != 'time'}, start_epoch=start,
+                               fit_s=round(time.time() - t0, 1), world_size=world)
             rec.outputs += [p.name for p in list_checkpoints(out)] + ['metrics.csv', 'batches.csv']
     return out
 
-# %% ../nbs/04_finetune.ipynb #a7ec5dc0
-@call_parse
-def train_cli(arch:str='vit_demo', img_size:int=None, epochs:int=None, bs:int=None, lr:float=None, min_lr:float=None,
-              wd:float=None, layer_decay:float=None, warmup:float=None, head:str=None, sub_centers:int=None,
-              margin_min:float=None, margin_max:float=None, scale:float=None, loss:str=None, eql_tau:float=None,
-              mixup:float=None, cutmix:float=None, label_smoothing:float=None, drop_path:float=None, pretrained:bool_arg=None,
-              weights:str=None, train_manifest:str=None, classes:str=None, uncleaned:bool_arg=False, pseudo_manifests:str=None, soft:bool_arg=False, max_pseudo:int=None,
-              crop:str=None, auto_augment:str=None, re_prob:float=None, balance:float=None, valid_pct:float=None,
-              max_items:int=None, seed:int=0, experiment:str='demo', run:str=None, out_dir:str=None, num_processes:int=1,
-              precision:str=None, channels_last:bool_arg=None, compile:bool_arg=None, keep_last:int=None,
-              num_workers:int=None, resume:bool_arg=True, ddp_check:bool_arg=False, quiet:bool_arg=False):
-    "Fine-tune one model (`finetune_config`'s parameters; `pseudo_manifests` comma-separated)."
-    kw = {k: v for k, v in locals().items() if k != 'quiet'}
-    kw['pseudo_manifests'] = [p for p in (pseudo_manifests or '').split(',') if p]
-    fit_run(finetune_config(**kw), quiet=quiet)
-    finish_distributed()
-    if __name__ == '__main__' and not in_notebook(): sys.exit(0) # `python -m fgia_nb.train`: don't run later CLIs
+# %% ../nbs/04_finetune.ipynb #b6940afc
+def plot_run(out:Path|str # A run folder of this stage
+            ):
+    "Training loss and learning rate per batch, and held-out loss and accuracy per epoch, from a run folder."
+    import matplotlib.pyplot as plt
+    out = Path(out)
+    b, m = pd.read_csv(out/'batches.csv'), pd.read_csv(out/'metrics.csv')
+    fig, ax = plt.subplots(1, 3, figsize=(13, 3))
+    ax[0].plot(b['iter'], b['loss'], label='train (smoothed)')
+    ax[0].set(xlabel='iteration', title='loss')
+    if 'valid_loss' in m: ax[0].plot((m['epoch'] + 1) * b.groupby('epoch').size().mean(), m['valid_loss'], 'o-', label='held-out')
+    ax[0].legend()
+    ax[1].plot(b['iter'], b['lr'])
+    ax[1].set(xlabel='iteration', title='learning rate (head group)')
+    if 'accuracy' in m: ax[2].plot(m['epoch'], m['accuracy'], 'o-')
+    ax[2].set(xlabel='epoch', title='held-out top-1')
+    plt.tight_layout()
+    return fig
 
 # %% ../nbs/04_finetune.ipynb #81043e43
-def cli_args(cfg:dict)->list[str]:
-    "`cfg` as `python -m fgia_nb.train` arguments."
-    out = []
-    for k, v in cfg.items():
-        if v is None or k == 'num_processes' or (isinstance(v, (list, tuple)) and not v): continue
-        out += [f'--{k.replace("_", "-")}', ','.join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)]
-    return out
-
 def launch(cfg:dict, # From `finetune_config`
-           quiet:bool=True # Hide progress bars of the subprocesses
+           quiet:bool=True # No progress bars
           )->Path:
     "Train `cfg`: in this process for one process, else under `accelerate launch`; returns the run folder."
     n = cfg['num_processes']
     if n <= 1: return fit_run(cfg, quiet=quiet)
-    preflight(cfg) # fail here, not in N processes
-    launch_module('fgia_nb.train', [*cli_args(cfg), '--quiet', str(quiet)], n)
+    preflight(cfg)   # fail here, not in N processes
+    args = cli_args({k: v for k, v in cfg.items() if k != 'num_processes'})
+    launch_module('fgia_nb.train', [*args, '--quiet', str(quiet)], n)
     return Path(cfg['out_dir'])
 
-# %% ../nbs/04_finetune.ipynb #22c165dd
-class _TensorDL(torch.utils.data.DataLoader):
-    "In-memory batches as a torch loader fastai can use (it needs `.to`/`.device`)."
-    def __init__(self, x, y, bs): super().__init__(torch.utils.data.TensorDataset(x, y), batch_size=bs); self.device = None
-    def to(self, device): self.device = device; return self
+# %% ../nbs/04_finetune.ipynb #a7ec5dc0
+def train_cli(argv:list[str]|None=None # Command-line arguments (default: `sys.argv[1:]`)
+             ):
+    "`python -m fgia_nb.train --arch vit_demo ...`: `finetune` from the command line, as each launched process runs it."
+    run_cli(finetune, argv, 'python -m fgia_nb.train')
+    finish_distributed()
 
-def _hand_loop(model, opt, loss_func, dl, epochs:int)->float:
-    "Plain PyTorch training: returns seconds."
-    t0 = time.perf_counter(); model.train()
-    for _ in range(epochs):
-        for x, y in dl:
-            loss = loss_func(model(x), y); loss.backward(); opt.step(); opt.zero_grad()
-    return time.perf_counter() - t0
-
-def train_step_bench(arch:str='vit_demo', bs:int=64, n_batches:int=12, rounds:int=5, epochs:int=1, seed:int=0)->dict:
-    "images/s of `Learner.fit` and of a hand-written loop over the same model, batches, optimiser and loss."
-    cfg = finetune_config(arch, bs=bs, seed=seed, valid_pct=0., mixup=0., cutmix=0.)
-    set_seed(seed)
-    dls = make_dls({**cfg, 'max_items': bs * n_batches})
-    xs, ys = map(torch.cat, zip(*[(x, y) for x, y in dls.train]))
-    tdl, vdl = _TensorDL(xs, ys, bs), _TensorDL(xs[:0], ys[:0], bs)
-    model = build_model(cfg, dls.c); pg = param_groups(cfg, model)
-    learn = Learner(DataLoaders(tdl, vdl), model, loss_func=build_loss(cfg, model, dls.counts), opt_func=partial(adamw, wd=pg.wds), splitter=pg.splitter)
-    learn.create_opt()
-    sched = lambda: ParamScheduler({'lr': warmup_cosine(group_lrs(learn, cfg['lr'], pg.lr_scales), 0.1, cfg['min_lr'])})
-    n = len(xs) * epochs; fa, hand = [], []
-    with learn.no_bar(), learn.no_logging():
-        learn.fit(1, cbs=sched()); _hand_loop(model, learn.opt.opt, learn.loss_func, tdl, 1) # warm up both
-        for _ in range(rounds):
-            t0 = time.perf_counter(); learn.fit(epochs, cbs=sched()); fa.append(n / (time.perf_counter() - t0))
-            hand.append(n / _hand_loop(model, learn.opt.opt, learn.loss_func, tdl, epochs))
-    return dict(fastai=max(fa), hand=max(hand), ratio=max(fa) / max(hand), images=n, threads=torch.get_num_threads())
-
-# %% ../nbs/04_finetune.ipynb #8b04b363
-@call_parse
-def bench_train(arch:str='vit_demo', # Model to time (the demo ViT by default)
-                bs:int=64, # Batch size
-                n_batches:int=12, # Batches per epoch (in memory)
-                rounds:int=5, # Alternating rounds; the best of each side is reported
-                loader:bool_arg=True, # Also print stage 01's loader-vs-model figure
-                num_workers:str='0' # Loader worker counts for that figure
-               ):
-    "`make bench-train`: fastai training-step images/s against a hand-written loop (target ratio >= 0.95), and the loader."
-    r = train_step_bench(arch, bs, n_batches, rounds)
-    print(f"{arch}, batch {bs}, {r['images']} images per round, {r['threads']} torch threads, best of {rounds} rounds")
-    print(f"hand-written PyTorch loop: {r['hand']:8.1f} images/s")
-    print(f"fastai Learner.fit:        {r['fastai']:8.1f} images/s")
-    print(f"ratio fastai / hand:       {r['ratio']:8.3f}   (target >= 0.95)")
-    if loader:
-        from fgia_nb.data import data_bench, default_manifest
-        data_bench(default_manifest(), [int(v) for v in str(num_workers).split(',')], bs=128, size=finetune_config(arch)['img_size'])
-    return None
+if __name__ == '__main__' and '__file__' in globals(): train_cli()

@@ -1,7 +1,7 @@
 "Shared test helpers."
 import json
 import pytest
-from fgia_nb.data import synthetic_manifest
+from fgia_nb.testing import synthetic_manifest
 from fgia_nb.clean import write_manifest
 
 def _make_manifest(root, counts=(40, 30, 20, 14)):

@@ -2,7 +2,7 @@
 import json, os, subprocess, sys, textwrap
 from pathlib import Path
 
-from fgia_nb.data import synthetic_manifest
+from fgia_nb.testing import synthetic_manifest
 from fgia_nb.clean import write_manifest
 
 RANK_SCRIPT = textwrap.dedent('''

@@ -1,16 +1,25 @@
 "2-process CPU (gloo) fine-tuning through `accelerate launch`: sharding, identical weights, all-reduced EQL statistics, rank-0-only writes."
-import json
-import numpy as np, pytest, torch
+import json, os
+from pathlib import Path
+import numpy as np, pytest
 from safetensors.torch import load_file
-from fgia_nb.train import finetune_config, launch, list_checkpoints
+from fgia_nb.train import finetune, list_checkpoints
+
+AUDIT = Path(__file__).parent/'audit'   # its sitecustomize.py records each rank's file writes
 
 @pytest.fixture(scope='module')
 def ddp_run(tmp_path_factory, make_manifest):
     root = tmp_path_factory.mktemp('ddp')
-    cfg = finetune_config('vit_demo', epochs=2, bs=16, train_manifest=str(make_manifest(root)), out_dir=str(root/'run'),
-                          head='arcface', loss='eql', valid_pct=0., num_processes=2, ddp_check=True, seed=3)
-    out = launch(cfg)
-    return out, json.loads((out/'ddp_check.json').read_text())
+    (root/'audit').mkdir()
+    env = dict(PYTHONPATH=os.pathsep.join([str(AUDIT), os.environ.get('PYTHONPATH', '')]),
+               FGIA_AUDIT_DIR=str(root/'run'), FGIA_AUDIT_LOG=str(root/'audit'))
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items(): mp.setenv(k, v)
+        out = finetune('vit_demo', epochs=2, bs=16, train_manifest=str(make_manifest(root)), out_dir=str(root/'run'),
+                       head='arcface', loss='eql', valid_pct=0., num_processes=2, ddp_check=True, seed=3)
+    r = json.loads((out/'ddp_check.json').read_text())
+    for x in r: x['writes'] = json.loads((root/'audit'/f"writes-rank{x['rank']}.json").read_text())
+    return out, r
 
 def test_each_rank_sees_a_disjoint_half(ddp_run):
     _, r = ddp_run
@@ -35,12 +44,14 @@ def test_eql_statistics_are_all_reduced_and_checkpointed(ddp_run):
     ck = load_file(str(list_checkpoints(out)[-1]))
     np.testing.assert_allclose(ck['eql.pos_grad'].numpy(), r[0]['loss_state']['pos_grad'])
     # all-reduced: the statistics hold gradients of every item of the global batch, not only this rank's half
-    pos = np.array(r[0]['loss_state']['pos_grad']); assert (pos > 0).all()
+    pos = np.array(r[0]['loss_state']['pos_grad'])
+    assert (pos > 0).all()
 
 def test_only_rank_0_writes(ddp_run):
     out, r = ddp_run
     assert r[1]['writes'] == []
     w0 = ' '.join(r[0]['writes'])
-    for name in ('epoch_000.safetensors', 'epoch_001.safetensors', 'metrics.csv', 'batches.csv'): assert f'-> {name}' in w0
+    for name in ('epoch_000.safetensors', 'epoch_001.safetensors', 'metrics.csv', 'batches.csv', 'run.json'):
+        assert f'-> {name}' in w0
     assert json.loads((out/'run.json').read_text())['status'] == 'complete'
     assert sorted(p.name for p in out.iterdir()) == ['batches.csv', 'ddp_check.json', 'epoch_000.safetensors', 'epoch_001.safetensors', 'metrics.csv', 'run.json']

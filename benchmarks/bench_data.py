@@ -1,0 +1,88 @@
+"""Stage 01's loader against the model it feeds: the loader must never be what a training step waits for.
+
+On the default dataset at demo settings (32 px, batch 128, the full training augmentation plus mixup/cutmix), measures
+the loader's images/s for each number of worker processes, and the training-step images/s of the demo ViT (the
+`vit_demo` of `fgia_nb.backbones`: forward, cross-entropy, backward and an AdamW step on one batch), and prints their
+ratio (target: at least 2). Each is measured alone (in a real run they share the cores); the model is timed before
+and after each loader, `--repeats` times, and the median of each is reported, so that a change in the machine's load
+between the two does not skew the ratio.
+
+    .venv/bin/python benchmarks/bench_data.py            # or: make bench-data
+    .venv/bin/python benchmarks/bench_data.py --num-workers 0 --n-batches 5 --repeats 1   # a quick check
+"""
+import time, statistics
+import torch, timm
+from fastcore.script import call_parse
+from fgia_nb.data import get_dls, data_config, default_manifest, SoftMixup
+
+
+def vit_demo(num_classes:int):
+    "The demo ViT (the `vit_demo` alias of `fgia_nb.backbones`)."
+    return timm.create_model('vit_small_patch16_224', img_size=32, patch_size=4, embed_dim=128, depth=4, num_heads=4,
+                             mlp_ratio=2, num_classes=num_classes, global_pool='avg')
+
+
+def model_images_per_s(model, bs:int=128, size:int=32, steps:int=10, warmup:int=2)->float:
+    "Training-step throughput of `model`: forward + cross-entropy + backward + AdamW step, images/s."
+    opt = torch.optim.AdamW(model.parameters(), 1e-3)
+    model.train()
+    x, y = torch.randn(bs, 3, size, size), torch.randint(0, model.num_classes, (bs,))
+    for i in range(warmup + steps):
+        if i == warmup: t0 = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return bs*steps/(time.perf_counter() - t0)
+
+
+def loader_images_per_s(dl, n_batches:int=20, mix=None)->float:
+    "Steady-state throughput of a loader (after its first batch, which pays for worker start-up), images/s."
+    it = iter(dl)
+    next(it)
+    n, t0 = 0, time.perf_counter()
+    for _, b in zip(range(n_batches), it):
+        if mix is not None: mix(*b)
+        n += len(b[0])
+    return n/(time.perf_counter() - t0)
+
+
+def data_bench(src, # A manifest or stage-00 run folder
+               num_workers=(0, 1, 2), # Worker-process counts to measure
+               bs:int=128, size:int=32, n_batches:int=30, repeats:int=3)->dict:
+    "Loader images/s per worker count against the demo ViT's training-step images/s (medians), printed and returned."
+    model = vit_demo(0)
+    cfg = data_config(model)
+    dls = get_dls(src, size=size, cfg=cfg, bs=bs)
+    model.reset_classifier(dls.c)
+    print(f'train items {dls.train.n}, {len(dls.train)} batches of {bs} at {size}px; torch threads {torch.get_num_threads()}')
+    mix, res = SoftMixup(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1, num_classes=dls.c), {}
+    m_before = model_images_per_s(model, bs, size)
+    for nw in num_workers:   # model, loader, model, ...: each loader against the mean of the model runs around it
+        lo, mo = [], []
+        for _ in range(repeats):
+            dl = get_dls(src, size=size, cfg=cfg, bs=bs, num_workers=nw).train
+            lo.append(loader_images_per_s(dl, min(n_batches, len(dl)-1), mix))
+            del dl
+            m_after = model_images_per_s(model, bs, size)
+            mo.append((m_before + m_after)/2)
+            m_before = m_after
+        ips, m = statistics.median(lo), statistics.median(mo)
+        res.update({f'loader_w{nw}': ips, f'model_w{nw}': m, f'ratio_w{nw}': ips/m})
+        print(f'loader num_workers={nw} (+mixup): {ips:8.1f} images/s | model vit_demo fwd+bwd+AdamW {m:6.1f} images/s '
+              f'| loader/model {ips/m:5.2f}x (target >= 2)')
+    return res
+
+
+@call_parse
+def main(num_workers:str='0,1,2', # Worker-process counts to measure, comma-separated
+         bs:int=128, # Batch size
+         size:int=32, # Image side
+         n_batches:int=30, # Batches timed per loader
+         repeats:int=3, # Timings per worker count; the median is reported
+         experiment:str='demo', # Experiment whose stage-00 manifest to read (built if missing)
+         manifest:str=None # A manifest instead of the default dataset's
+        ):
+    "The loader's images/s against the demo ViT's training step, and their ratio."
+    data_bench(manifest or default_manifest(experiment), [int(v) for v in str(num_workers).split(',')], bs, size,
+               n_batches, repeats)
