@@ -22,6 +22,7 @@ def _chunks(S, chunk:int=4096):
 
 def _shape(S): return S.shape
 
+# %% ../nbs/09_redistribute.ipynb #ca3e8612
 def argmax_labels(S, chunk:int=4096)->np.ndarray:
     "Row-wise argmax, streamed."
     return np.concatenate([b.argmax(1) for _, b in _chunks(S, chunk)]).astype(np.int64)
@@ -37,7 +38,8 @@ def winners_redistribute(S, # (N, C) scores (probabilities), array or `Logits`
     if not len(short): return pred
     cols = np.concatenate([b[:, short].T for _, b in _chunks(S, chunk)], axis=1)  # (n_short, N): only the columns read
     for j, c in enumerate(short):
-        col = cols[j]; col[pred == c] = -np.inf
+        col = cols[j]
+        col[pred == c] = -np.inf
         need = min(K - counts[c], int(np.isfinite(col).sum()))
         if need > 0: pred[np.argpartition(-col, need-1)[:need]] = c
     return pred
@@ -47,28 +49,38 @@ def candidate_pairs(S, # (N, C) probabilities, array or `Logits`
                     k:int=16, # Best classes kept per image
                     m:int=0, # Best images kept per class
                     chunk:int=4096)->tuple:
-    "Candidate (row, class, log score) pairs: each row's top `k` and each column's top `m`, unique, sorted by row; streamed."
+    "Candidate (row, class, log score) pairs: each row's top `k`, each column's top `m`; unique, sorted by row."
     import torch
     N, C = _shape(S)
     rows, cols, vals, colv, coli = [], [], [], None, None
     for s, b in _chunks(S, chunk):
-        if b.min() < 0: raise ValueError(f'rows {s}..{s+len(b)}: negative scores; re-distribution expects probabilities (scores.npy), not logits')
+        if b.min() < 0:
+            raise ValueError(f'rows {s}..{s+len(b)}: negative scores; '
+                             're-distribution expects probabilities (scores.npy), not logits')
         t = torch.from_numpy(b)
         v, i = t.topk(min(k, C), dim=1)
-        rows.append(np.repeat(np.arange(s, s+len(b)), i.shape[1])); cols.append(i.numpy().ravel()); vals.append(v.numpy().ravel())
+        rows.append(np.repeat(np.arange(s, s+len(b)), i.shape[1]))
+        cols.append(i.numpy().ravel())
+        vals.append(v.numpy().ravel())
         if m:
             cv, ci = t.T.contiguous().topk(min(m, len(b)), dim=1)     # (C, m): each class's best rows in this chunk
             cv, ci = (cv, ci + s) if colv is None else (torch.cat([colv, cv], 1), torch.cat([coli, ci + s], 1))
-            colv, sel = cv.topk(min(m, cv.shape[1]), dim=1); coli = ci.gather(1, sel)
+            colv, sel = cv.topk(min(m, cv.shape[1]), dim=1)
+            coli = ci.gather(1, sel)
     if m:
-        rows.append(coli.numpy().ravel()); cols.append(np.repeat(np.arange(C), coli.shape[1])); vals.append(colv.numpy().ravel())
+        rows.append(coli.numpy().ravel())
+        cols.append(np.repeat(np.arange(C), coli.shape[1]))
+        vals.append(colv.numpy().ravel())
     r, c, v = np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64), np.concatenate(vals)
     key, first = np.unique(r*C + c, return_index=True)
-    return (key // C).astype(np.int32), (key % C).astype(np.int32), np.log(np.maximum(v[first], 1e-30)).astype(np.float32)
+    logp = np.log(np.maximum(v[first], 1e-30)).astype(np.float32)
+    return (key // C).astype(np.int32), (key % C).astype(np.int32), logp
 
 # %% ../nbs/09_redistribute.ipynb #882b6453
-def _uniform(C:int, prior): return np.full(C, 1/C) if prior is None else np.asarray(prior, dtype=np.float64)/np.sum(prior)
+def _uniform(C:int, prior):
+    return np.full(C, 1/C) if prior is None else np.asarray(prior, dtype=np.float64)/np.sum(prior)
 
+# %% ../nbs/09_redistribute.ipynb #e8f95b8d
 def prior_prices(rows:np.ndarray, # (P,) candidate rows, sorted (from `candidate_pairs`)
                  cols:np.ndarray, # (P,) candidate classes
                  logp:np.ndarray, # (P,) their log scores
@@ -79,9 +91,10 @@ def prior_prices(rows:np.ndarray, # (P,) candidate rows, sorted (from `candidate
                  tol:float=1e-2, # Stop when every class total is within this relative error
                  max_price:float=20. # Bound on |price|
                 )->np.ndarray:
-    "Per-class prices so that the soft assignment `softmax((logp - price[c]) / T)` over each row's candidates has class totals N * prior."
+    "Per-class prices making the soft assignment `softmax((logp - price[c]) / T)` per row total N * prior."
     starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
-    N = len(starts); target = N*_uniform(C, prior)
+    N = len(starts)
+    target = N*_uniform(C, prior)
     seen = np.bincount(cols, minlength=C) > 0
     s = np.exp((logp - logp.max())/T)
     price = np.zeros(C, np.float64)
@@ -94,18 +107,21 @@ def prior_prices(rows:np.ndarray, # (P,) candidate rows, sorted (from `candidate
         price = np.clip(price - np.median(price), -max_price, max_price)
     return price.astype(np.float32)
 
+# %% ../nbs/09_redistribute.ipynb #87890de1
 def capacity_assign(rows:np.ndarray, # (P,) candidate rows
                     cols:np.ndarray, # (P,) candidate classes
                     adj:np.ndarray, # (P,) adjusted scores (higher is better)
                     cap:np.ndarray, # (C,) how many images each class may take
                     N:int # Number of images
                    )->np.ndarray:
-    "Greedy assignment, best pair first, each class up to `cap` (recounting as it goes); -1 where all candidates are full."
+    "Greedy assignment, best pair first, each class up to `cap`, recounting; -1 where all candidates are full."
     order = np.argsort(-adj, kind='stable')
     lab, left, todo = [-1]*N, [int(c) for c in cap], N
     for r, c in zip(rows[order].tolist(), cols[order].tolist()):
         if lab[r] < 0 and left[c] > 0:
-            lab[r] = c; left[c] -= 1; todo -= 1
+            lab[r] = c
+            left[c] -= 1
+            todo -= 1
             if not todo: break
     return np.array(lab, dtype=np.int64)
 
@@ -124,12 +140,14 @@ def prior_match(S, # (N, C) probabilities, array or `Logits`
     price = prior_prices(rows, cols, logp, C, prior, T)
     adj = logp - price[cols]
     if not hard:
-        best = np.lexsort((-adj, rows)); first = np.r_[True, rows[best][1:] != rows[best][:-1]]
+        best = np.lexsort((-adj, rows))
+        first = np.r_[True, rows[best][1:] != rows[best][:-1]]
         return cols[best][first].astype(np.int64)
     lab = capacity_assign(rows, cols, adj, cap, N)
     left = cap - np.bincount(lab[lab >= 0], minlength=C)
     for r in np.flatnonzero(lab < 0):
-        row = np.log(np.maximum(read_rows(S, r, r+1)[0] if isinstance(S, Logits) else np.asarray(S[r], dtype=np.float32), 1e-30)) - price
+        full = read_rows(S, r, r+1)[0] if isinstance(S, Logits) else np.asarray(S[r], dtype=np.float32)
+        row = np.log(np.maximum(full, 1e-30)) - price
         lab[r] = int(np.argmax(np.where(left > 0, row, -np.inf))) if (left > 0).any() else int(np.argmax(row))
         left[lab[r]] -= 1
     return lab
@@ -140,7 +158,8 @@ def compare_methods(S, # (N, C) probabilities
                     K:int|None=None, # Winners' K (default 90% of N / C)
                     **kw)->pd.DataFrame:
     "Top-1 accuracy and class-count spread of argmax, the winners' rule and prior matching on the same scores."
-    N, C = _shape(S); K = K or int(0.9*N/C)
+    N, C = _shape(S)
+    K = K or int(0.9*N/C)
     labs = dict(argmax=argmax_labels(S), winners=winners_redistribute(S, K), prior_match=prior_match(S, **kw))
     rows = [dict(method=k, top1=float((l == y).mean()), min_count=int(np.bincount(l, minlength=C).min()),
                  max_count=int(np.bincount(l, minlength=C).max())) for k, l in labs.items()]
@@ -168,9 +187,11 @@ def write_submission(path:Path|str, # Destination, usually `.../pred_results.csv
     "Write the competition's submission CSV (no header, `filename,class`)."
     labels = np.asarray(labels)
     if len(labels) != len(paths): raise ValueError(f'{len(labels)} labels for {len(paths)} files')
-    if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)): raise ValueError(f'label out of range 0..{len(classes)-1}')
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
+        raise ValueError(f'label out of range 0..{len(classes)-1}')
     with atomic_path(path) as tmp:
-        pd.DataFrame({0: list(paths), 1: np.asarray(classes, dtype=object)[labels]}).to_csv(tmp, header=False, index=False)
+        names = np.asarray(classes, dtype=object)[labels]
+        pd.DataFrame({0: list(paths), 1: names}).to_csv(tmp, header=False, index=False)
     return Path(path)
 
 # %% ../nbs/09_redistribute.ipynb #c768763d
@@ -183,7 +204,7 @@ def redistribute_scores(experiment:str='demo', # Experiment folder under outputs
                         answers:str='', # Answers CSV (default: the default dataset's hidden answers, when present)
                         run:str='' # Run folder name (default: the split)
                         )->pd.DataFrame:
-    "Stage 09: re-distribute an ensemble's scores, write `pred_results.csv` (and each method's); scores if answers exist."
+    "Stage 09: re-distribute an ensemble's scores, write `pred_results.csv` (and each method's), score them."
     params = dict(locals())
     from fgia_nb.sources import answers_dir, score
     S = open_logits(Path(scores_dir) if scores_dir else outputs_root()/experiment/'08_ensemble'/split)
@@ -191,11 +212,13 @@ def redistribute_scores(experiment:str='demo', # Experiment folder under outputs
     N, C = S.shape
     params.update(scores_dir=str(S.folder), K=K or int(0.9*N/C))
     with RunRecord(out, '09_redistribute', params=params, inputs=[S.npy]) as rec:
-        labs = dict(argmax=argmax_labels(S), winners=winners_redistribute(S, params['K']), prior_match=prior_match(S, T=T))
+        labs = dict(argmax=argmax_labels(S), winners=winners_redistribute(S, params['K']),
+                    prior_match=prior_match(S, T=T))
         for k, l in labs.items(): rec.outputs.append(str(write_submission(out/f'pred_{k}.csv', S.paths, l, S.classes)))
         rec.outputs.append(str(write_submission(out/'pred_results.csv', S.paths, labs[method], S.classes)))
         ax = plot_class_counts(labs, C)
-        with atomic_path(out/'class_counts.png') as tmp: ax.figure.savefig(tmp, dpi=100, bbox_inches='tight', format='png')
+        with atomic_path(out/'class_counts.png') as tmp:
+            ax.figure.savefig(tmp, dpi=100, bbox_inches='tight', format='png')
         ans = Path(answers) if answers else answers_dir(data_root()/'fmnist_web')/f'{split}.csv'
         if ans.exists(): rec.metrics.update({k: score(out/f'pred_{k}.csv', ans) for k in labs})
     return pd.DataFrame(rec.metrics).T
