@@ -21,7 +21,6 @@ from fastai.torch_core import show_images
 from fastcore.basics import patch
 from .core import outputs_root
 from .distributed import rank_world
-from .distributed import init_distributed, to_distributed, finish_distributed  # stages 02 and 05 still import them from here
 
 # %% auto #0
 __all__ = ['data_config', 'train_transform', 'eval_transform', 'read_classes', 'load_manifest', 'train_items', 'seed_item',

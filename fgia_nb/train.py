@@ -27,7 +27,6 @@ from fastai.distributed import DistributedDL
 from .core import atomic_path, atomic_write_text, outputs_root, RunRecord
 from .distributed import init_distributed, to_distributed, finish_distributed, rank_world
 from .distributed import launch_module, cli_args, run_cli
-from .distributed import get_free_port as _free_port  # stage 05 still imports it from here
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'ARCH_DEFAULTS', 'UNDECODABLE', 'flatten_state', 'unflatten_state', 'rng_state', 'set_rng_state',
