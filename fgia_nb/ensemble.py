@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from .core import run_dir, RunRecord, outputs_root, atomic_path
-from .logits import (Logits, open_logits, check_aligned, read_rows, iter_chunks, write_index, softmax_np, _as_float,
-                            _check_finite, _prefetch, default_answers, top1)
+from .logits import (Logits, open_logits, check_aligned, read_rows, iter_chunks, write_index, softmax_np,
+                            _as_float, _check_finite, _prefetch, default_answers, top1)
 
 # %% auto #0
 __all__ = ['winners_weights', 'fit_weights', 'labelled_probs', 'model_accuracy', 'ensemble', 'read_labels', 'ensemble_models']
@@ -30,16 +30,19 @@ def fit_weights(P:np.ndarray, # (M, n, C) probabilities of the labelled rows, pe
                 factors=(0., .5, 2.), # Multipliers tried on one weight at a time
                 n_rounds:int=20)->np.ndarray:
     "Model weights (summing to 1) maximising top-1 (then mean log p of the truth) of `sum_m w_m P[m]` on labelled rows."
-    M, n, _ = P.shape; ar = np.arange(n)
+    M, n, _ = P.shape
+    ar = np.arange(n)
     def obj(w):
         s = np.tensordot(w / w.sum(), P, 1)
         return (s.argmax(1) == y).mean() + 1e-3*np.log(np.maximum(s[ar, y], 1e-12)).mean()
-    w = np.ones(M); best = obj(w)
+    w = np.ones(M)
+    best = obj(w)
     for _ in range(n_rounds):
         improved = False
         for m in range(M):
             for f in factors:
-                c = w.copy(); c[m] *= f
+                c = w.copy()
+                c[m] *= f
                 if c.sum() <= 0: continue
                 if (o := obj(c)) > best + 1e-12: w, best, improved = c, o, True
         if not improved: break
@@ -53,10 +56,14 @@ def _label_rows(lg:Logits, labels:pd.Series)->tuple:
     labels = labels[labels.index.isin(pos.index)]
     if not len(labels): raise ValueError(f'{lg.folder}: none of the labelled files is in its index.csv')
     bad = ~labels.isin(cls.index)
-    if bad.any(): raise ValueError(f'label {labels[bad].iloc[0]!r} (file {labels[bad].index[0]}) is not in {lg.folder}/classes.json')
-    r = pos[labels.index].values; o = np.argsort(r)
+    if bad.any():
+        first = labels[bad]
+        raise ValueError(f'label {first.iloc[0]!r} (file {first.index[0]}) is not in {lg.folder}/classes.json')
+    r = pos[labels.index].values
+    o = np.argsort(r)
     return r[o], cls[labels.values].values[o]
 
+# %% ../nbs/08_ensemble.ipynb #aebe9fa0
 def labelled_probs(items:list, # Logits folders (aligned)
                    labels:pd.Series, # file name -> class name
                    max_rows:int=2000, # Use at most this many labelled rows (an even subsample)
@@ -65,17 +72,21 @@ def labelled_probs(items:list, # Logits folders (aligned)
     "`(P, y)`: (M, n, C) float32 probabilities of the labelled rows per model, and their class indices."
     items = check_aligned(items)
     rows, ys = _label_rows(items[0], labels)
-    if len(rows) > max_rows: keep = np.linspace(0, len(rows)-1, max_rows).astype(int); rows, ys = rows[keep], ys[keep]
+    if len(rows) > max_rows:
+        keep = np.linspace(0, len(rows)-1, max_rows).astype(int)
+        rows, ys = rows[keep], ys[keep]
     P = np.zeros((len(items), len(rows), items[0].shape[1]), np.float32)
     for m, lg in enumerate(items):
         isprob = lg.npy.stem == 'scores' if prob is None else prob
         for s in range(0, len(lg), chunk):
             sel = (rows >= s) & (rows < s + chunk)
             if sel.any():
-                b = _as_float(read_rows(lg, s, s + chunk)[rows[sel] - s]); _check_finite(b, s, str(lg.npy))
+                b = _as_float(read_rows(lg, s, s + chunk)[rows[sel] - s])
+                _check_finite(b, s, str(lg.npy))
                 P[m, sel] = b if isprob else softmax_np(b)
     return P, ys
 
+# %% ../nbs/08_ensemble.ipynb #d48c68ab
 def model_accuracy(items:list, labels:pd.Series, chunk:int=4096)->np.ndarray:
     "Top-1 accuracy of each model on the labelled rows."
     items = check_aligned(items)
@@ -105,6 +116,7 @@ def _softmax_(b:torch.Tensor, s:torch.Tensor)->torch.Tensor:
     torch.add(mx.mul_(-_L2E), b, alpha=_L2E, out=b).exp2_()
     return torch.sum(b, 1, out=s).reciprocal()[:, None]
 
+# %% ../nbs/08_ensemble.ipynb #2bd17066
 def _mix_block(raws:list, w:list, a:torch.Tensor, b:torch.Tensor, s:torch.Tensor, average:str)->torch.Tensor:
     "Weighted mean of the softmaxes (or softmax of the weighted mean logits) of the blocks `raws` into `a`."
     for m, r in enumerate(raws):
@@ -125,10 +137,12 @@ def _pool(n:int)->ThreadPoolExecutor:
     if n not in _POOLS: _POOLS[n] = ThreadPoolExecutor(n, thread_name_prefix='fgia-ensemble')
     return _POOLS[n]
 
+# %% ../nbs/08_ensemble.ipynb #49fe8eb7
 @contextlib.contextmanager
 def _torch_threads(n:int):
     "Set torch's intra-op threads to `n` for the duration."
-    old = torch.get_num_threads(); torch.set_num_threads(n)
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
     try: yield
     finally: torch.set_num_threads(old)
 
@@ -137,7 +151,8 @@ def _mix_chunk(raws:list, w:list, out16:np.ndarray, average:str, scratch:list, b
     "Fill `out16` (float16) with the ensemble of the chunks `raws`; False when any row sum is not finite."
     n, nt = len(raws[0]), len(scratch)
     def work(k):
-        a, b, s = scratch[k]; ok = True
+        a, b, s = scratch[k]
+        ok = True
         for i in range(k*block, n, nt*block):
             j = min(n, i + block)
             f = _mix_block([r[i:j] for r in raws], w, a[:j-i], b[:j-i], s[:, :j-i], average)
@@ -150,7 +165,7 @@ def _mix_chunk(raws:list, w:list, out16:np.ndarray, average:str, scratch:list, b
 # %% ../nbs/08_ensemble.ipynb #c0d08b97
 @contextlib.contextmanager
 def _scores_writer(folder:Path|str, paths:list, classes:list, sync_mb:int=128):
-    "Yield `write(block)`: append float16 rows to `folder/scores.npy` in a background thread (returns a future; don't touch `block` until it is done)."
+    "Yield `write(block)`: append float16 rows to `folder/scores.npy` in a background thread (returns a future)."
     folder, shape, n, futs, sync = Path(folder), (len(paths), len(classes)), [0, 0], [], [None]
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder/'scores.npy') as tmp, open(tmp, 'wb', buffering=0) as f, \
@@ -161,11 +176,15 @@ def _scores_writer(folder:Path|str, paths:list, classes:list, sync_mb:int=128):
             while k < len(mv): k += f.write(mv[k:])
             n[1] += k
             if n[1] >= sync_mb*2**20 and (sync[0] is None or sync[0].done()):   # flush to disk alongside, never waiting
-                sync[0] = sx.submit(os.fdatasync, f.fileno()); n[1] = 0
+                sync[0] = sx.submit(os.fdatasync, f.fileno())
+                n[1] = 0
         def write(b:np.ndarray):
-            if b.dtype != np.float16 or b.ndim != 2 or b.shape[1] != shape[1] or not b.flags.c_contiguous: raise ValueError(f'{folder}: block {b.dtype} {b.shape}, expected C-order float16 (*, {shape[1]})')
+            if b.dtype != np.float16 or b.ndim != 2 or b.shape[1] != shape[1] or not b.flags.c_contiguous:
+                raise ValueError(f'{folder}: block {b.dtype} {b.shape}, expected C-order float16 (*, {shape[1]})')
             if n[0] + len(b) > shape[0]: raise ValueError(f'{folder}: more rows than the {shape[0]} paths')
-            n[0] += len(b); futs.append(ex.submit(put, b)); return futs[-1]
+            n[0] += len(b)
+            futs.append(ex.submit(put, b))
+            return futs[-1]
         yield write
         for x in futs + [sync[0]] * (sync[0] is not None): x.result()   # raises a failed write's error
         if n[0] != shape[0]: raise ValueError(f'{folder}: wrote {n[0]} rows for {shape[0]} paths')
@@ -182,17 +201,20 @@ def ensemble(models:list, # Logits folders (stage 05) or `Logits`, aligned
     "Weighted ensemble of many logits folders, streamed; writes `scores.npy` (probabilities)."
     items = check_aligned(models)
     w = np.ones(len(items)) if weights is None else np.asarray(weights, dtype=np.float64)
-    if len(w) != len(items) or (w < 0).any() or w.sum() <= 0: raise ValueError(f'need {len(items)} non-negative weights, got {w.tolist()}')
+    if len(w) != len(items) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f'need {len(items)} non-negative weights, got {w.tolist()}')
     w = (w / w.sum()).astype(np.float32).tolist()
     if average not in ('prob', 'logit'): raise ValueError(f"average must be 'prob' or 'logit', not {average!r}")
     (N, C), M, nt = items[0].shape, len(items), threads or torch.get_num_threads()
-    chunk = max(1, min(chunk, N)); blk = min(128, chunk)
+    chunk = max(1, min(chunk, N))
+    blk = min(128, chunk)
     bufs = [[np.empty(chunk*C, lg.dtype) for lg in items] for _ in range(2)]
     scratch = [(torch.empty(blk, C), torch.empty(blk, C), torch.empty(M, blk)) for _ in range(nt)]
     outs = [np.empty((chunk, C), np.float16) for _ in range(2)]
     with contextlib.ExitStack() as st:
         fs = [st.enter_context(open(lg.npy, 'rb', buffering=0)) for lg in items]
-        read = lambda s: [_read_into(lg, f, s, min(N, s + chunk), bufs[s//chunk % 2][m]) for m, (lg, f) in enumerate(zip(items, fs))]
+        def read(s): return [_read_into(lg, f, s, min(N, s + chunk), bufs[s//chunk % 2][m])
+                             for m, (lg, f) in enumerate(zip(items, fs))]
         write = st.enter_context(_scores_writer(out, items[0].paths, items[0].classes))
         st.enter_context(_torch_threads(1))
         done = [None, None]
@@ -211,7 +233,8 @@ def read_labels(path:Path|str # A pseudo-label manifest (.parquet: path, label) 
     "Labelled rows as a Series, file name -> class name."
     p = Path(path)
     if p.suffix == '.parquet':
-        df = pd.read_parquet(p, columns=['path', 'label']); df = df[df.label.notna()]
+        df = pd.read_parquet(p, columns=['path', 'label'])
+        df = df[df.label.notna()]
         return pd.Series(df.label.astype(str).values, index=[Path(x).name for x in df.path])
     df = pd.read_csv(p, dtype=str)
     return df.set_index(df.columns[0])[df.columns[1]]
@@ -232,19 +255,22 @@ def ensemble_models(experiment:str='demo', # Experiment folder under outputs/
     params = dict(locals())
     stage05 = outputs_root()/experiment/'05_tta_predict'
     folders = [Path(m) for m in models.split(',') if m] or sorted(stage05.glob(f'*-{split}'))
-    if not folders: raise FileNotFoundError(f'no stage-05 logits for {split!r} under {stage05}: run nbs/05_tta_predict.ipynb first')
+    if not folders:
+        raise FileNotFoundError(f'no stage-05 logits for {split!r} under {stage05}: run nbs/05_tta_predict.ipynb first')
     items = check_aligned(folders)
     lab = read_labels(labels) if labels else None
     if leaderboard:   # the winners weighted by leaderboard (test-A) scores: score each model's prediction of that split
         lb, lb_split = read_labels(leaderboard), Path(leaderboard).stem
         sibs = [f.with_name(f.name.removesuffix(f'-{split}') + f'-{lb_split}') for f in folders]
         if missing := [str(s) for s in sibs if not s.exists()]:
-            raise FileNotFoundError(f'leaderboard={leaderboard}: no {lb_split} predictions {missing} (predict that split too)')
+            raise FileNotFoundError(f'leaderboard={leaderboard}: no {lb_split} predictions {missing} '
+                                    '(predict that split too)')
         accs = ','.join(f'{top1(open_logits(s), lb):.4f}' for s in sibs)
     how = weighting if weighting != 'auto' else 'fitted' if lab is not None else 'winners' if accs else 'equal'
     out = run_dir(experiment, '08_ensemble', run or split)
     params.update(models=[str(f) for f in folders], weighting=how, accs=accs)
-    with RunRecord(out, '08_ensemble', params=params, inputs=[lg.npy for lg in items] + ([labels] if labels else [])) as rec:
+    inputs = [lg.npy for lg in items] + ([labels] if labels else [])
+    with RunRecord(out, '08_ensemble', params=params, inputs=inputs) as rec:
         if how == 'equal': w = np.ones(len(items))
         elif how == 'winners':
             w = winners_weights([float(a) for a in accs.split(',')] if accs else model_accuracy(items, lab), factor)
@@ -253,5 +279,6 @@ def ensemble_models(experiment:str='demo', # Experiment folder under outputs/
         ens = ensemble(items, out, w, average=average)
         rec.outputs += [str(ens.npy)]
         if (ans := default_answers(split)) is not None:
-            rec.metrics['top1'] = {**{f.name: top1(lg, ans) for f, lg in zip(folders, items)}, 'ensemble': top1(ens, ans)}
+            rec.metrics['top1'] = {**{f.name: top1(lg, ans) for f, lg in zip(folders, items)},
+                                   'ensemble': top1(ens, ans)}
     return rec.metrics
