@@ -17,13 +17,16 @@ __all__ = ['confidences', 'select_threshold', 'select_quota', 'kept_report', 'pl
 # %% ../nbs/06_pseudo_label.ipynb #a250e657
 def _probs(lg:Logits, b:np.ndarray)->np.ndarray: return b if lg.npy.stem == 'scores' else softmax_np(b)
 
+# %% ../nbs/06_pseudo_label.ipynb #ded226d9
 def confidences(S, # `Logits` (scores or logits folder) or an (N, C) probability array
                 chunk:int=4096)->tuple:
     "`(conf, label)`: each row's top probability and its class index, streamed."
     conf, lab = [], []
     it = ((s, _probs(S, b)) for s, b in iter_chunks(S, chunk)) if isinstance(S, Logits) else \
          ((s, np.asarray(S[s:s+chunk], np.float32)) for s in range(0, len(S), chunk))
-    for _, p in it: conf.append(p.max(1)); lab.append(p.argmax(1))
+    for _, p in it:
+        conf.append(p.max(1))
+        lab.append(p.argmax(1))
     return np.concatenate(conf), np.concatenate(lab).astype(np.int64)
 
 # %% ../nbs/06_pseudo_label.ipynb #bb67b6d5
@@ -33,6 +36,7 @@ def select_threshold(conf:np.ndarray, # Top probability per row
     "The winners' selection: a boolean mask of rows whose top probability reaches `threshold`."
     return conf >= threshold
 
+# %% ../nbs/06_pseudo_label.ipynb #0849066c
 def select_quota(conf:np.ndarray, # Top probability per row
                  label:np.ndarray, # Predicted class per row
                  quota:int, # Most images kept per predicted class
@@ -43,7 +47,8 @@ def select_quota(conf:np.ndarray, # Top probability per row
     lab = label[order]
     start = np.r_[0, np.flatnonzero(lab[1:] != lab[:-1]) + 1]
     rank = np.arange(len(order)) - np.repeat(start, np.diff(np.r_[start, len(order)]))
-    keep = np.zeros(len(conf), bool); keep[order[rank < quota]] = True
+    keep = np.zeros(len(conf), bool)
+    keep[order[rank < quota]] = True
     return keep & (conf >= threshold)
 
 # %% ../nbs/06_pseudo_label.ipynb #8f2d4ff6
@@ -54,8 +59,8 @@ def kept_report(keep:np.ndarray, # Boolean mask of kept rows
     "How many rows were kept, how evenly across classes, and (with answers) how accurate the kept labels are."
     C = C or int(label.max()) + 1
     cnt = np.bincount(label[keep], minlength=C)
-    r = dict(kept=int(keep.sum()), kept_frac=float(keep.mean()), min_per_class=int(cnt.min()), max_per_class=int(cnt.max()),
-             classes_empty=int((cnt == 0).sum()))
+    r = dict(kept=int(keep.sum()), kept_frac=float(keep.mean()), min_per_class=int(cnt.min()),
+             max_per_class=int(cnt.max()), classes_empty=int((cnt == 0).sum()))
     if y is not None:
         r['precision'] = float((label[keep] == y[keep]).mean()) if keep.any() else float('nan')
         r['correct_kept'] = int((label[keep] == y[keep]).sum())
@@ -67,8 +72,8 @@ def plot_kept(masks:dict, # rule name -> boolean mask of kept rows
               C:int, ax=None):
     "Sorted per-class kept counts of several selection rules."
     import matplotlib.pyplot as plt, seaborn as sns
-    df = pd.concat([pd.DataFrame(dict(rank=np.arange(C), kept=np.sort(np.bincount(label[m], minlength=C))[::-1], rule=k))
-                    for k, m in masks.items()])
+    def counts(m): return np.sort(np.bincount(label[m], minlength=C))[::-1]
+    df = pd.concat([pd.DataFrame(dict(rank=np.arange(C), kept=counts(m), rule=k)) for k, m in masks.items()])
     ax = ax or plt.subplots(figsize=(7, 3.5))[1]
     sns.lineplot(df, x='rank', y='kept', hue='rule', ax=ax)
     ax.set(xlabel='class (sorted by kept count)', ylabel='pseudo-labelled images', title='Kept per class')
@@ -88,7 +93,9 @@ def pseudo_manifest(lg:Logits, # The scores (or logits) folder the labels come f
     m = m.assign(_name=[Path(p).name for p in m.path]).drop_duplicates('_name').set_index('_name')
     names = pd.Index(np.asarray(lg.paths)[keep])
     missing = names.difference(m.index)
-    if len(missing): raise ValueError(f'{lg.folder}: {len(missing)} file(s) not among the manifest\'s {split!r} rows, e.g. {missing[0]!r}')
+    if len(missing):
+        raise ValueError(f"{lg.folder}: {len(missing)} file(s) not among the manifest's {split!r} rows, "
+                         f"e.g. {missing[0]!r}")
     rows = m.loc[names].reset_index(drop=True)
     ok = (rows.status != 'dropped').values
     rows = rows.assign(label=np.asarray(lg.classes)[label[keep]], source='pseudo', status='ok', reason='', detail='',
@@ -96,13 +103,15 @@ def pseudo_manifest(lg:Logits, # The scores (or logits) folder the labels come f
     rows.attrs = dict(manifest.attrs)
     return rows.reset_index(drop=True)
 
+# %% ../nbs/06_pseudo_label.ipynb #52532b89
 def write_pseudo(out:Path|str, # Run folder for the manifest
                  rows:pd.DataFrame, # From `pseudo_manifest`
                  lg:Logits, # The scores folder (for `soft.npy`)
                  soft:bool=False, chunk:int=4096)->Path:
     "Write `manifest.parquet`, `classes.json` and optionally `soft.npy` (the kept rows' probabilities)."
     from fgia_nb.clean import write_manifest
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     write_manifest(rows.drop(columns='_row'), out/'manifest.parquet', rows.attrs['data_root'])
     atomic_write_text(out/'classes.json', json.dumps(lg.classes))
     if soft:
@@ -124,7 +133,7 @@ def pseudo_label(experiment:str='demo', # Experiment folder under outputs/
                  soft:bool=False, # Also write soft targets (soft.npy)
                  run:str='' # Run folder name (default '<split>-<rule>')
                  )->pd.DataFrame:
-    "Stage 06: pseudo-label a test split from an ensemble's scores; the next round's manifest and a kept-per-class plot."
+    "Stage 06: pseudo-label a test split from an ensemble's scores; the next round's manifest, a kept-per-class plot."
     params = dict(locals())
     from fgia_nb.clean import read_manifest
     lg = open_logits(Path(scores_dir) if scores_dir else outputs_root()/experiment/'08_ensemble'/split)
@@ -143,5 +152,6 @@ def pseudo_label(experiment:str='demo', # Experiment folder under outputs/
         rec.metrics = {k: kept_report(m, lab, y, C) for k, m in masks.items()}
         rec.metrics['written'] = len(rows)
         ax = plot_kept(masks, lab, C)
-        with atomic_path(out/'kept_per_class.png') as tmp: ax.figure.savefig(tmp, dpi=100, bbox_inches='tight', format='png')
+        with atomic_path(out/'kept_per_class.png') as tmp:
+            ax.figure.savefig(tmp, dpi=100, bbox_inches='tight', format='png')
     return pd.DataFrame({k: v for k, v in rec.metrics.items() if isinstance(v, dict)}).T
