@@ -5,10 +5,13 @@
 # %% ../nbs/00a_core.ipynb #1e0dc389
 from __future__ import annotations
 import os, sys, json, time, hashlib, platform, subprocess, contextlib, traceback
+import inspect, types, typing, difflib
 from pathlib import Path
 from datetime import datetime, timezone
 from importlib.metadata import version, PackageNotFoundError
 from fastcore.basics import patch
+from fastcore.docments import docments
+from fastcore.nbio import read_nb, write_nb
 
 # %% auto #0
 __all__ = ['project_root', 'data_root', 'outputs_root', 'run_dir', 'atomic_path', 'atomic_write_text', 'file_sha1',
@@ -27,9 +30,16 @@ def project_root(start:Path|str|None=None # Folder to search upwards from (defau
     return start
 
 # %% ../nbs/00a_core.ipynb #0d4b417f
-def data_root()->Path: "Where datasets are built or unpacked (`FGIA_DATA` or `<root>/data`)."; return Path(os.environ.get('FGIA_DATA', project_root()/'data'))
-def outputs_root()->Path: "Where runs write (`FGIA_OUTPUTS` or `<root>/outputs`)."; return Path(os.environ.get('FGIA_OUTPUTS', project_root()/'outputs'))
+def data_root()->Path:
+    "Where datasets are built or unpacked (`FGIA_DATA` or `<root>/data`)."
+    return Path(os.environ.get('FGIA_DATA', project_root()/'data'))
 
+# %% ../nbs/00a_core.ipynb #f2067785
+def outputs_root()->Path:
+    "Where runs write (`FGIA_OUTPUTS` or `<root>/outputs`)."
+    return Path(os.environ.get('FGIA_OUTPUTS', project_root()/'outputs'))
+
+# %% ../nbs/00a_core.ipynb #2022736f
 def run_dir(experiment:str='demo', # Experiment name: one folder per experiment
             stage:str='00_data_clean', # Stage folder, named after its notebook
             run:str='default', # Run name inside the stage (e.g. the arch for fine-tuning)
@@ -45,7 +55,8 @@ def run_dir(experiment:str='demo', # Experiment name: one folder per experiment
 def atomic_path(path:Path|str # The final destination
                ):
     "Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.stem}.{os.getpid()}.tmp{path.suffix}')
     try:
         yield tmp
@@ -55,39 +66,49 @@ def atomic_path(path:Path|str # The final destination
     finally:
         if tmp.exists(): tmp.unlink()
 
-def atomic_write_text(path:Path|str, text:str)->Path:
+# %% ../nbs/00a_core.ipynb #4fef38cf
+def atomic_write_text(path:Path|str, # The final destination
+                      text:str # What to write (UTF-8)
+                     )->Path:
     "Write `text` to `path` atomically."
     with atomic_path(path) as tmp: Path(tmp).write_text(text, encoding='utf-8')
     return Path(path)
 
 # %% ../nbs/00a_core.ipynb #84074826
 def file_sha1(path:Path|str, # File to hash
-              chunk:int=1<<20)->str:
+              chunk:int=1<<20 # Bytes read at a time
+             )->str:
     "Hex sha1 of a file's bytes."
     h = hashlib.sha1()
     with open(path, 'rb') as f:
         while b := f.read(chunk): h.update(b)
     return h.hexdigest()
 
+# %% ../nbs/00a_core.ipynb #a0e8b8b0
 def tree_fingerprint(path:Path|str # A folder
                     )->str:
     "Cheap fingerprint of a folder: sha1 over sorted (relative path, size) of every file below it."
-    root = Path(path); h = hashlib.sha1()
+    root = Path(path)
+    h = hashlib.sha1()
     for p in sorted(root.rglob('*')):
         if p.is_file(): h.update(f'{p.relative_to(root).as_posix()}\0{p.stat().st_size}\n'.encode())
     return h.hexdigest()
 
 # %% ../nbs/00a_core.ipynb #2d199170
-_PKGS = ('fgia_nb', 'torch', 'torchvision', 'timm', 'fastai', 'accelerate', 'numpy', 'pandas', 'pillow', 'safetensors')
+_PKGS = ('fgia_nb', 'torch', 'torchvision', 'timm', 'fastai', 'accelerate', 'numpy', 'pandas', 'pillow',
+         'safetensors')
 
-def package_versions(pkgs=_PKGS)->dict:
+def package_versions(pkgs=_PKGS # Distribution names
+                    )->dict:
     "Installed versions of the packages a run depends on."
     def _v(p):
         try: return version(p)
         except PackageNotFoundError: return None
     return {'python': platform.python_version(), **{p: _v(p) for p in pkgs}}
 
-def git_commit(root:Path|None=None)->str|None:
+# %% ../nbs/00a_core.ipynb #b3de99a0
+def git_commit(root:Path|None=None # The checkout (default `project_root()`)
+              )->str|None:
     "HEAD of the checkout (suffixed `+dirty` when tracked files changed), or None outside git."
     root = root or project_root()
     try:
@@ -98,17 +119,19 @@ def git_commit(root:Path|None=None)->str|None:
         return head.stdout.strip() + ('+dirty' if dirty else '')
     except (OSError, subprocess.SubprocessError): return None
 
-# %% ../nbs/00a_core.ipynb #b06d8a41
+# %% ../nbs/00a_core.ipynb #a0ba96f1
 def _hash_input(p:Path)->str:
     return f'tree:{tree_fingerprint(p)}' if p.is_dir() else file_sha1(p) if p.exists() else 'missing'
 
+# %% ../nbs/00a_core.ipynb #b06d8a41
 class RunRecord:
-    "Context manager writing `run.json`: parameters, hashed inputs, commit, versions, seed, metrics, wall time, status."
+    "Context manager writing `run.json`: parameters, input hashes, commit, versions, seed, metrics, time, status."
     def __init__(self, out_dir:Path|str, # The run folder
                  stage:str, # Stage name, e.g. '00_data_clean'
                  params:dict|None=None, # The stage's parameters, as passed
                  inputs=(), # Files or folders the stage reads
-                 seed:int|None=None):
+                 seed:int|None=None # The run's random seed
+                ):
         self.out_dir, self.stage = Path(out_dir), stage
         self.params, self.seed, self.metrics, self.outputs = dict(params or {}), seed, {}, []
         self.inputs = {str(p): _hash_input(Path(p)) for p in inputs}
@@ -117,10 +140,22 @@ class RunRecord:
 
 # %% ../nbs/00a_core.ipynb #6e4316d5
 def _jsonable(o):
+    "A JSON value for `o`: scalars' `item()`, paths as strings, anything else as its `repr`."
     if hasattr(o, 'item'): return o.item()
     if isinstance(o, Path): return str(o)
     return repr(o)
 
+# %% ../nbs/00a_core.ipynb #24f47dec
+@patch
+def _write(self:RunRecord, status:str, error:str|None=None):
+    "Write the whole record, with `status` (and `error`), atomically."
+    d = dict(stage=self.stage, status=status, params=self.params, inputs=self.inputs, outputs=self.outputs,
+             seed=self.seed, metrics=self.metrics, git_commit=git_commit(), versions=package_versions(),
+             host=platform.node(), argv=sys.argv, started=self.started,
+             wall_s=round(time.time()-self.t0, 3), error=error)
+    atomic_write_text(self.path, json.dumps(d, indent=2, default=_jsonable))
+
+# %% ../nbs/00a_core.ipynb #cf76189a
 def _log_run_dir(out_dir:Path):
     "Append `out_dir` to the file `FGIA_RUN_LOG` names: how the recipe runner learns which run folders a step wrote."
     log = os.environ.get('FGIA_RUN_LOG')
@@ -128,44 +163,38 @@ def _log_run_dir(out_dir:Path):
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     with open(log, 'a') as f: f.write(str(Path(out_dir).resolve()) + '\n')
 
+# %% ../nbs/00a_core.ipynb #69d92c05
 @patch
 def __enter__(self:RunRecord):
+    "Start the clock and write the record as `running`."
     self.t0, self.started = time.time(), datetime.now(timezone.utc).isoformat(timespec='seconds')
     _log_run_dir(self.out_dir)
-    self._write('running'); return self
+    self._write('running')
+    return self
 
+# %% ../nbs/00a_core.ipynb #ec9c74d2
 @patch
 def __exit__(self:RunRecord, typ, err, tb):
+    "Write the record as `complete`, or `failed` with the error; never swallow the error."
     self._write('complete' if typ is None else 'failed',
                 error=None if typ is None else ''.join(traceback.format_exception_only(typ, err)).strip())
     return False
-
-@patch
-def _write(self:RunRecord, status:str, error:str|None=None):
-    d = dict(stage=self.stage, status=status, params=self.params, inputs=self.inputs, outputs=self.outputs,
-             seed=self.seed, metrics=self.metrics, git_commit=git_commit(), versions=package_versions(),
-             host=platform.node(), argv=sys.argv, started=self.started,
-             wall_s=round(time.time()-self.t0, 3), error=error)
-    atomic_write_text(self.path, json.dumps(d, indent=2, default=_jsonable))
 
 # %% ../nbs/00a_core.ipynb #bae9ecf3
 def read_run(path:Path|str # A run folder or its run.json
             )->dict:
     "The run record of a run folder."
-    p = Path(path); p = p if p.suffix == '.json' else p/'run.json'
+    p = Path(path)
+    p = p if p.suffix == '.json' else p/'run.json'
     if not p.exists(): raise FileNotFoundError(f'No run record at {p}: has the stage that writes it been run?')
     return json.loads(p.read_text())
 
 # %% ../nbs/00a_core.ipynb #7e489daa
 def class_names(n:int, # Number of classes
-                width:int=4)->list[str]:
+                width:int=4 # Digits, zero-padded
+               )->list[str]:
     "Zero-padded class folder names, as the competition writes them."
     return [f'{i:0{width}d}' for i in range(n)]
-
-# %% ../nbs/00a_core.ipynb #0c65ae59
-import inspect, types, typing, difflib
-from fastcore.docments import docments
-from fastcore.nbio import read_nb, write_nb
 
 # %% ../nbs/00a_core.ipynb #7cf8df99
 def _type_name(t, imports:set|None=None)->str:
@@ -175,7 +204,8 @@ def _type_name(t, imports:set|None=None)->str:
     origin, args = typing.get_origin(t), typing.get_args(t)
     if origin in (typing.Union, types.UnionType):
         rest = [a for a in args if a is not type(None)]
-        inner = _type_name(rest[0], imports) if len(rest) == 1 else f"Union[{', '.join(_type_name(a, imports) for a in rest)}]"
+        if len(rest) == 1: inner = _type_name(rest[0], imports)
+        else: inner = f"Union[{', '.join(_type_name(a, imports) for a in rest)}]"
         if len(rest) > 1: imports.add(('typing', 'Union'))
         if len(rest) == len(args): return inner
         imports.add(('typing', 'Optional'))
@@ -204,15 +234,18 @@ def parameters_cell(f:callable # The stage's function: every parameter has a def
 
 # %% ../nbs/00a_core.ipynb #ce321215
 def _parameters_cell_of(nb:dict, path):
+    "The one cell of `nb` tagged `parameters`."
     cells = [c for c in nb['cells'] if 'parameters' in c.get('metadata', {}).get('tags', [])]
     if len(cells) != 1: raise ValueError(f'{path}: expected one cell tagged `parameters`, found {len(cells)}')
     return cells[0]
 
+# %% ../nbs/00a_core.ipynb #24fc5ed1
 def sync_parameters_cell(nb:Path|str, # A stage notebook
                          f:callable # The function whose signature holds the stage's settings
                         )->bool:
     "Rewrite the `parameters` cell of `nb` from `f`'s signature; True if it changed."
-    nbd = read_nb(nb); cell, new = _parameters_cell_of(nbd, nb), parameters_cell(f)
+    nbd = read_nb(nb)
+    cell, new = _parameters_cell_of(nbd, nb), parameters_cell(f)
     if cell['source'] == new: return False
     cell['source'] = new
     write_nb(nbd, nb)
