@@ -32,10 +32,13 @@ def data_config(model=None, # A timm model, a timm model name, or None for timm'
                 **overrides # mean, std, interpolation, crop_pct, crop_mode
                )->dict:
     "Normalisation and resize settings of a backbone, from its timm `pretrained_cfg`."
-    if model is None: cfg = dict(mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD, interpolation='bicubic', crop_pct=DEFAULT_CROP_PCT)
+    if model is None:
+        cfg = dict(mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD, interpolation='bicubic',
+                   crop_pct=DEFAULT_CROP_PCT)
     elif isinstance(model, str):
         pc = timm.models.get_pretrained_cfg(model)
-        if pc is None: raise ValueError(f'data_config: {model!r} is not a timm model name; pass the model itself')
+        if pc is None:
+            raise ValueError(f'data_config: {model!r} is not a timm model name; pass the model itself')
         cfg = resolve_data_config({}, pretrained_cfg=pc.to_dict())
     else: cfg = resolve_model_data_config(model)
     cfg = {**cfg, **{k: v for k, v in overrides.items() if v is not None}}
@@ -53,24 +56,29 @@ def train_transform(size:int=224, # Output side in pixels
                     color_jitter:float|None=None # Colour jitter strength (the recipe uses none)
                    )->T.Compose:
     "The recipe's training transform, built from timm's pieces."
-    if crop not in ('rrc', 'resize'): raise ValueError(f"train_transform: crop must be 'rrc' or 'resize', got {crop!r}")
+    if crop not in ('rrc', 'resize'):
+        raise ValueError(f"train_transform: crop must be 'rrc' or 'resize', got {crop!r}")
     cfg = cfg or data_config()
     primary, secondary, final = create_transform(
-        size, is_training=True, scale=scale, hflip=hflip, auto_augment=auto_augment or None, color_jitter=color_jitter,
-        re_prob=re_prob, re_mode='pixel', interpolation=cfg['interpolation'], mean=cfg['mean'], std=cfg['std'], separate=True)
-    if crop == 'resize': primary.transforms[0] = T.Resize((size, size), interpolation=str_to_interp_mode(cfg['interpolation']))
+        size, is_training=True, scale=scale, hflip=hflip, auto_augment=auto_augment or None,
+        color_jitter=color_jitter, re_prob=re_prob, re_mode='pixel', interpolation=cfg['interpolation'],
+        mean=cfg['mean'], std=cfg['std'], separate=True)
+    if crop == 'resize':
+        primary.transforms[0] = T.Resize((size, size), interpolation=str_to_interp_mode(cfg['interpolation']))
     return T.Compose([*primary.transforms, *secondary.transforms, *final.transforms])
 
 # %% ../nbs/01_data.ipynb #554454c8
 def eval_transform(size:int=224, # Output side in pixels
-                   crop:str='center', # 'center' (or the training crop 'rrc'): resize then centre-crop; 'resize': square resize
+                   crop:str='center', # 'center' (or training's 'rrc'): resize, centre-crop; 'resize': square resize
                    cfg:dict|None=None, # `data_config` of the backbone
                    crop_pct:float|None=None # Crop fraction for 'center' (default: the backbone's)
                   )->T.Compose:
     "The deterministic inference transform."
-    if crop not in ('center', 'rrc', 'resize'): raise ValueError(f"eval_transform: crop must be 'center' (or 'rrc') or 'resize', got {crop!r}")
+    if crop not in ('center', 'rrc', 'resize'):
+        raise ValueError(f"eval_transform: crop must be 'center' (or 'rrc') or 'resize', got {crop!r}")
     cfg = cfg or data_config()
-    return create_transform(size, is_training=False, interpolation=cfg['interpolation'], mean=cfg['mean'], std=cfg['std'],
+    return create_transform(size, is_training=False, interpolation=cfg['interpolation'],
+                            mean=cfg['mean'], std=cfg['std'],
                             crop_pct=1.0 if crop == 'resize' else (crop_pct or cfg['crop_pct']),
                             crop_mode='squash' if crop == 'resize' else 'center')
 
@@ -79,34 +87,40 @@ def read_classes(classes # A list of class names, a `classes.json` file, or a ru
                 )->list[str]:
     "The class list, in index order."
     if isinstance(classes, (str, Path)):
-        p = Path(classes); p = p/'classes.json' if p.is_dir() else p
+        p = Path(classes)
+        p = p/'classes.json' if p.is_dir() else p
         if not p.exists(): raise FileNotFoundError(f'read_classes: no class list at {p}')
         classes = json.loads(p.read_text())
     classes = [str(c) for c in classes]
     if len(set(classes)) != len(classes): raise ValueError('read_classes: the class list has duplicate names')
     return classes
 
+# %% ../nbs/01_data.ipynb #ea09a3f5
 def load_manifest(m # A manifest DataFrame (with `attrs['data_root']`) or a `manifest.parquet` path
                  )->pd.DataFrame:
     "A manifest as a DataFrame with its data root in `attrs['data_root']`."
     if isinstance(m, pd.DataFrame): df = m
     else:
         from fgia_nb.clean import read_manifest
-        df = read_manifest(m); p = Path(m)
+        df = read_manifest(m)
+        p = Path(m)
         df.attrs['manifest_path'] = str(p/'manifest.parquet' if p.is_dir() else p)
-    if 'data_root' not in df.attrs: raise ValueError("load_manifest: the manifest has no attrs['data_root'] (paths are relative to it)")
+    if 'data_root' not in df.attrs:
+        raise ValueError("load_manifest: the manifest has no attrs['data_root'] (paths are relative to it)")
     missing = {'path', 'label', 'split', 'status'} - set(df.columns)
     if missing: raise ValueError(f'load_manifest: the manifest lacks columns {sorted(missing)}')
     return df
+
+def _files(df): return [str(Path(df.attrs['data_root'])/p) for p in df.path]
 
 # %% ../nbs/01_data.ipynb #f1649d9e
 def _label_index(labels:pd.Series, classes:list, what:str)->np.ndarray:
     idx = pd.Series(range(len(classes)), index=classes)
     bad = labels[~labels.isin(idx.index)]
-    if len(bad): raise ValueError(f'{what}: label {bad.iloc[0]!r} (row {bad.index[0]}) is not in the class list of {len(classes)} classes')
+    if len(bad):
+        raise ValueError(f'{what}: label {bad.iloc[0]!r} (row {bad.index[0]}) is not in the class list '
+                         f'of {len(classes)} classes')
     return idx[labels].to_numpy()
-
-def _files(df): return [str(Path(df.attrs['data_root'])/p) for p in df.path]
 
 def train_items(manifest, # The stage-00 manifest (DataFrame or path)
                 classes=None, # Class list, `classes.json` or its folder (default: sorted train labels)
@@ -120,40 +134,47 @@ def train_items(manifest, # The stage-00 manifest (DataFrame or path)
     df = load_manifest(manifest)
     beside = Path(df.attrs.get('manifest_path', '/nonexistent')).parent/'classes.json'
     if classes is None and beside.exists(): classes = beside
-    classes = read_classes(classes) if classes is not None else sorted(df.label[df.split == 'train'].dropna().unique())
+    classes = (read_classes(classes) if classes is not None
+               else sorted(df.label[df.split == 'train'].dropna().unique()))
     use = df[df.split.isin(['train', valid_split]) & (df.status != 'dropped')]
-    parts = [pd.DataFrame(dict(file=_files(use), path=use.path.values, y=_label_index(use.label, classes, 'manifest'),
-                               soft_src=-1, soft_row=-1, is_valid=(use.split == valid_split).values, source=use.source.values))]
+    parts = [pd.DataFrame(dict(file=_files(use), path=use.path.values,
+                               y=_label_index(use.label, classes, 'manifest'), soft_src=-1, soft_row=-1,
+                               is_valid=(use.split == valid_split).values, source=use.source.values))]
     if valid_pct > 0:
         tr = np.flatnonzero(~parts[0].is_valid.values)
         pick = np.random.default_rng(seed).choice(tr, int(round(valid_pct*len(tr))), replace=False)
         parts[0].loc[pick, 'is_valid'] = True
     softs = []
     for m in ([pseudo] if isinstance(pseudo, (str, Path, pd.DataFrame)) else pseudo):
-        pdf = load_manifest(m); keep = (pdf.status != 'dropped').values & pdf.label.notna().values
-        it = pd.DataFrame(dict(file=_files(pdf), path=pdf.path.values, y=-1, soft_src=-1, soft_row=np.arange(len(pdf)),
-                               is_valid=False, source='pseudo'))
+        pdf = load_manifest(m)
+        keep = (pdf.status != 'dropped').values & pdf.label.notna().values
+        it = pd.DataFrame(dict(file=_files(pdf), path=pdf.path.values, y=-1, soft_src=-1,
+                               soft_row=np.arange(len(pdf)), is_valid=False, source='pseudo'))
         if soft:
-            sp = pdf.attrs.get('soft_path') or (Path(pdf.attrs['manifest_path']).parent/'soft.npy' if 'manifest_path' in pdf.attrs else None)
-            if sp is None or not Path(sp).exists(): raise FileNotFoundError(f"train_items: soft=True but there is no soft.npy beside pseudo manifest {pdf.attrs.get('manifest_path', '(a DataFrame without attrs[soft_path])')}")
+            sp = pdf.attrs.get('soft_path') or (Path(pdf.attrs['manifest_path']).parent/'soft.npy'
+                                                if 'manifest_path' in pdf.attrs else None)
+            if sp is None or not Path(sp).exists():
+                where = pdf.attrs.get('manifest_path', '(a DataFrame without attrs[soft_path])')
+                raise FileNotFoundError(f'train_items: soft=True but there is no soft.npy beside pseudo manifest '
+                                        f'{where}')
             arr = np.load(sp, mmap_mode='r')
-            if arr.shape != (len(pdf), len(classes)): raise ValueError(f'train_items: {sp} has shape {arr.shape}, expected {(len(pdf), len(classes))} (manifest rows x classes)')
-            it['soft_src'] = len(softs); it['y'] = np.asarray(arr.argmax(1)); softs.append(arr)
+            if arr.shape != (len(pdf), len(classes)):
+                raise ValueError(f'train_items: {sp} has shape {arr.shape}, expected {(len(pdf), len(classes))} '
+                                 '(manifest rows x classes)')
+            it['soft_src'] = len(softs)
+            it['y'] = np.asarray(arr.argmax(1))
+            softs.append(arr)
         else: it.loc[keep, 'y'] = _label_index(pdf.label[keep], classes, f'pseudo manifest {len(softs)}')
         parts.append(it[keep])
     items = pd.concat(parts, ignore_index=True)
     return items, classes, softs
 
 # %% ../nbs/01_data.ipynb #c9a3438d
-class _RNGState:
-    "Save and restore the process's `random`, NumPy and torch CPU generator states around a block."
-    def __enter__(self): self.s = random.getstate(), np.random.get_state(), torch.default_generator.get_state()
-    def __exit__(self, *a):
-        random.setstate(self.s[0]); np.random.set_state(self.s[1]); torch.default_generator.set_state(self.s[2])
-
 def seed_item(seed:int):
     "Seed every RNG the PIL/tensor transforms use."
-    random.seed(seed); np.random.seed(seed % 2**32); torch.default_generator.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.default_generator.manual_seed(seed)
 
 # %% ../nbs/01_data.ipynb #8f02e3b4
 class ImageDataset(Dataset):
@@ -164,7 +185,8 @@ class ImageDataset(Dataset):
                  soft=None, # `(arrays, soft_src, soft_row)`: soft targets for rows with `soft_src >= 0`
                  num_classes:int|None=None, # Needed with `soft`
                  on_error:str='raise'): # 'raise' on an unreadable file, or 'blank' (a black image, with a warning)
-        self.files, self.tfm, self.on_error = np.array([str(f) for f in files]), tfm, on_error  # one array, not a list of str: no copy-on-write growth in workers
+        # one array, not a list of str: no copy-on-write growth in workers
+        self.files, self.tfm, self.on_error = np.array([str(f) for f in files]), tfm, on_error
         self.y = None if y is None else np.asarray(y, dtype=np.int64)
         self.soft, self.c = soft, num_classes
     def __len__(self): return len(self.files)
@@ -172,25 +194,42 @@ class ImageDataset(Dataset):
 # %% ../nbs/01_data.ipynb #d4dfa6e7
 @patch
 def load_image(self:ImageDataset, i:int)->Image.Image:
+    "Item `i`'s file as an RGB image (a black 8x8 one, with a warning, if unreadable and `on_error='blank'`)."
     try:
         with Image.open(str(self.files[i])) as im: return im.convert('RGB')
     except Exception as e:
         if self.on_error != 'blank': raise OSError(f'ImageDataset: cannot read item {i}, {self.files[i]}: {e}') from e
-        warnings.warn(f'ImageDataset: {self.files[i]} is unreadable ({e}); using a black image'); return Image.new('RGB', (8, 8))
+        warnings.warn(f'ImageDataset: {self.files[i]} is unreadable ({e}); using a black image')
+        return Image.new('RGB', (8, 8))
 
+# %% ../nbs/01_data.ipynb #05c770a9
 @patch
 def target(self:ImageDataset, i:int):
+    "Item `i`'s target: its class index, or, when the dataset has soft targets, a probability row (one-hot if hard)."
     if self.soft is None: return self.y[i]
     arrays, src, row = self.soft
     if src[i] >= 0: return torch.from_numpy(np.asarray(arrays[src[i]][row[i]], dtype=np.float32))
-    t = torch.zeros(self.c); t[self.y[i]] = 1.; return t
+    t = torch.zeros(self.c)
+    t[self.y[i]] = 1.
+    return t
 
+# %% ../nbs/01_data.ipynb #c5e93de9
 @patch
 def __getitem__(self:ImageDataset, key):
+    "`(image, target)` (or `(image,)` unlabelled) for `key`, an index or an `(index, seed)` pair."
     i, seed = key if isinstance(key, tuple) else (key, None)
     if seed is not None: seed_item(seed)
     x = self.tfm(self.load_image(i)) if self.tfm else T.functional.pil_to_tensor(self.load_image(i))
     return (x,) if self.y is None else (x, self.target(i))
+
+# %% ../nbs/01_data.ipynb #c3893a85
+class _RNGState:
+    "Save and restore the process's `random`, NumPy and torch CPU generator states around a block."
+    def __enter__(self): self.s = random.getstate(), np.random.get_state(), torch.default_generator.get_state()
+    def __exit__(self, *a):
+        random.setstate(self.s[0])
+        np.random.set_state(self.s[1])
+        torch.default_generator.set_state(self.s[2])
 
 @patch
 def __getitems__(self:ImageDataset, keys:list)->list:
@@ -198,9 +237,6 @@ def __getitems__(self:ImageDataset, keys:list)->list:
     with _RNGState(): return [self[k] for k in keys]
 
 # %% ../nbs/01_data.ipynb #a5d9f895
-def _epoch_gen(seed:int, epoch:int)->torch.Generator:
-    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] >> 1))
-
 class EpochSampler(Sampler):
     "One epoch of `(index, item_seed)` pairs, a function of `(seed, epoch)`; optionally weighted and sharded."
     def __init__(self, n:int, # Dataset length
@@ -217,6 +253,10 @@ class EpochSampler(Sampler):
     def set_epoch(self, epoch:int): self.epoch = epoch
 
 # %% ../nbs/01_data.ipynb #a0f93b69
+def _epoch_gen(seed:int, epoch:int)->torch.Generator:
+    s = np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(s >> 1))
+
 @patch
 def order(self:EpochSampler, epoch:int)->tuple[torch.Tensor, torch.Tensor]:
     "The full (unsharded, padded) epoch: item indices and item seeds."
@@ -229,9 +269,12 @@ def order(self:EpochSampler, epoch:int)->tuple[torch.Tensor, torch.Tensor]:
     if pad and self.n: idx, seeds = torch.cat([idx, idx[:pad]]), torch.cat([seeds, seeds[:pad]])
     return idx, seeds
 
+# %% ../nbs/01_data.ipynb #dc649151
 @patch
 def __iter__(self:EpochSampler):
-    idx, seeds = self.order(self.epoch); self.epoch += 1
+    "This rank's share of the current epoch; the next iteration yields the next epoch."
+    idx, seeds = self.order(self.epoch)
+    self.epoch += 1
     return iter(zip(idx[self.rank::self.world].tolist(), seeds[self.rank::self.world].tolist()))
 
 # %% ../nbs/01_data.ipynb #ed3966c6
@@ -239,7 +282,8 @@ def class_weights(y, # Class index per item
                   balance:float=1. # 0: natural frequencies; 1: equal classes; in between: tempered
                  )->np.ndarray:
     "Per-item sampling weights `count[y]**-balance`."
-    y = np.asarray(y); counts = np.bincount(y)
+    y = np.asarray(y)
+    counts = np.bincount(y)
     return counts[y].astype(np.float64)**-balance
 
 # %% ../nbs/01_data.ipynb #ed271da8
@@ -255,14 +299,17 @@ class ManifestDL(DataLoader):
                  items:pd.DataFrame|None=None): # The rows behind the dataset, in dataset order
         sampler = sampler or EpochSampler(len(dataset), shuffle=False, seed=0)
         super().__init__(dataset, batch_size=bs, sampler=sampler, num_workers=num_workers, drop_last=drop_last,
-                         collate_fn=_collate, pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0)
+                         collate_fn=_collate, pin_memory=torch.cuda.is_available(),
+                         persistent_workers=num_workers > 0)
         self.cfg, self.vocab, self.items, self.device = cfg or data_config(), vocab, items, None
     @property
     def bs(self): return self.batch_size
     @property
     def n(self): return len(self.dataset)
     def set_epoch(self, epoch:int): self.sampler.set_epoch(epoch)
-    def to(self, device): self.device = device; return self
+    def to(self, device):
+        self.device = device
+        return self
 
 # %% ../nbs/01_data.ipynb #52561b2b
 @patch
@@ -272,12 +319,14 @@ def one_batch(self:ManifestDL):
     try: return next(iter(self))
     finally: self.sampler.set_epoch(e)
 
+# %% ../nbs/01_data.ipynb #4cdbf617
 @patch
 def new(self:ManifestDL, shuffle:bool=False, drop_last:bool=False, **kwargs)->ManifestDL:
-    "The same items in order, unsharded (what fastai's `get_preds(ds_idx=...)` asks for); `shuffle` is not supported."
+    "The same items in order, unsharded (what fastai's `get_preds(ds_idx=...)` asks for); no `shuffle`."
     if shuffle: raise ValueError('ManifestDL.new: shuffle=True is not supported; build the loader with get_dls')
     return ManifestDL(self.dataset, self.bs, None, self.num_workers, drop_last, self.cfg, self.vocab, self.items)
 
+# %% ../nbs/01_data.ipynb #a5b9da42
 @patch
 def decode(self:ManifestDL, x:torch.Tensor)->torch.Tensor:
     "Undo the normalisation: images in [0, 1]."
@@ -293,11 +342,13 @@ def batch_titles(y, vocab=None, k:int=2)->list[str]:
     w, i = y.float().topk(min(k, y.shape[1]), dim=1)
     return ['\n'.join(f'{name(int(c))} {float(p):.2f}' for p, c in zip(wr, ir) if p > 0.01) for wr, ir in zip(w, i)]
 
+# %% ../nbs/01_data.ipynb #70388071
 @patch
 def show_batch(self:ManifestDL, b=None, # A batch `(x, y)` or `(x,)` (default `one_batch()`)
                max_n:int=16, ncols:int=8, figsize=None, **kwargs):
     "Show the images of a batch, denormalised, titled with their targets."
-    b = b or self.one_batch(); x, y = b[0][:max_n], (b[1][:max_n] if len(b) > 1 else None)
+    b = b or self.one_batch()
+    x, y = b[0][:max_n], (b[1][:max_n] if len(b) > 1 else None)
     nrows = math.ceil(len(x)/ncols)
     show_images(self.decode(x.cpu()), nrows=nrows, ncols=min(ncols, len(x)), titles=batch_titles(y, self.vocab),
                 figsize=figsize or (1.5*min(ncols, len(x)), 1.7*nrows), **kwargs)
@@ -305,8 +356,10 @@ def show_batch(self:ManifestDL, b=None, # A batch `(x, y)` or `(x,)` (default `o
 # %% ../nbs/01_data.ipynb #5d44f9f0
 def _check_files(files, who:str):
     missing = [f for f in files if not os.path.exists(f)]
-    if missing: raise FileNotFoundError(f'{who}: {len(missing)} of {len(files)} files named by the manifest are missing, e.g. {missing[0]}; '
-                                        'has the data root moved or changed since stage 00? (re-run it, or read_manifest(..., data_root=NEW))')
+    if missing:
+        raise FileNotFoundError(f'{who}: {len(missing)} of {len(files)} files named by the manifest are missing, '
+                                f'e.g. {missing[0]}; has the data root moved or changed since stage 00? '
+                                '(re-run it, or read_manifest(..., data_root=NEW))')
 
 def get_dls(manifest, # The stage-00 manifest (DataFrame or path)
             classes=None, # Class list, `classes.json` or its run folder (default: sorted train labels)
@@ -315,7 +368,7 @@ def get_dls(manifest, # The stage-00 manifest (DataFrame or path)
             valid_pct:float=0., # Random held-out fraction of the train rows (0: none)
             valid_split:str|None='valid', # Manifest split used as validation when present
             size:int=224, # Image side
-            crop:str='rrc', # 'rrc' (ViT) or 'resize' (Swin-V2): training crop; the valid crop follows ('center'/'resize')
+            crop:str='rrc', # 'rrc' (ViT) or 'resize' (Swin-V2): training crop; the valid crop follows it
             cfg:dict|None=None, # `data_config` of the backbone (default ImageNet)
             bs:int=64, # Batch size (per process)
             num_workers:int=0, # Worker processes per loader
@@ -336,7 +389,8 @@ def get_dls(manifest, # The stage-00 manifest (DataFrame or path)
     etf = eval_transform(size, crop, cfg, crop_pct)
     ttf = train_transform(size, crop, cfg, scale, hflip, auto_augment, re_prob) if augment else etf
     def _dl(df, tfm, train):
-        ds = ImageDataset(df.file, df.y, tfm, num_classes=len(vocab), soft=(softs, df.soft_src.values, df.soft_row.values) if softs else None)
+        ds = ImageDataset(df.file, df.y, tfm, num_classes=len(vocab),
+                          soft=(softs, df.soft_src.values, df.soft_row.values) if softs else None)
         w = class_weights(df.y, balance) if train and balance else None
         r, ws = (rank, world) if train or shard_valid else (0, 1)
         smp = EpochSampler(len(ds), shuffle=train, seed=seed, weights=w, rank=r, world_size=ws)
@@ -352,12 +406,14 @@ def get_dls(manifest, # The stage-00 manifest (DataFrame or path)
 # %% ../nbs/01_data.ipynb #d9ae9e41
 def test_dl(manifest, # The manifest (DataFrame or path)
             split:str='testa', # The split to read
-            size:int=224, crop:str='center', # 'center' (ViT; the training crop 'rrc' means the same) or 'resize' (Swin-V2)
+            size:int=224, crop:str='center', # 'center' (ViT; the training crop 'rrc' means the same) or 'resize'
             cfg:dict|None=None, crop_pct:float|None=None,
             bs:int=64, num_workers:int=0)->ManifestDL:
     "An inference loader over one split, in manifest order, unlabelled and unaugmented."
-    df = load_manifest(manifest); rows = df[df.split == split]
-    if not len(rows): raise ValueError(f'test_dl: the manifest has no {split!r} rows (splits: {sorted(df.split.unique())})')
+    df = load_manifest(manifest)
+    rows = df[df.split == split]
+    if not len(rows):
+        raise ValueError(f'test_dl: the manifest has no {split!r} rows (splits: {sorted(df.split.unique())})')
     cfg = cfg or data_config()
     items = pd.DataFrame(dict(file=_files(rows), path=rows.path.values, status=rows.status.values))
     _check_files(items.file, 'test_dl')
@@ -373,12 +429,16 @@ def smooth_targets(y:torch.Tensor, # Class indices (B,) or probability rows (B, 
     if y.ndim == 1: y = torch.nn.functional.one_hot(y.long(), num_classes).float()
     return y.float()*(1-smoothing) + smoothing/num_classes
 
+# %% ../nbs/01_data.ipynb #304f2c98
 class SoftMixup(Mixup):
     "timm's `Mixup` (mixup/cutmix, label smoothing), accepting hard or soft targets."
     def __call__(self, x, target):
         if self.mode == 'pair' and len(x) % 2: raise ValueError('SoftMixup: pair mode needs an even batch size')
-        if not (self.mixup_alpha > 0 or self.cutmix_alpha > 0 or self.cutmix_minmax is not None): lam = 1.  # smoothing only
-        else: lam = self._mix_elem(x) if self.mode == 'elem' else self._mix_pair(x) if self.mode == 'pair' else self._mix_batch(x)
+        if not (self.mixup_alpha > 0 or self.cutmix_alpha > 0 or self.cutmix_minmax is not None):
+            lam = 1.  # smoothing only
+        else:
+            lam = (self._mix_elem(x) if self.mode == 'elem' else self._mix_pair(x) if self.mode == 'pair'
+                   else self._mix_batch(x))
         y = smooth_targets(target, self.num_classes, self.label_smoothing)
         if torch.is_tensor(lam): lam = lam.to(y)
         return x, y*lam + y.flip(0)*(1-lam)
@@ -396,12 +456,14 @@ class MixupCallback(Callback):
         x, y = self.xb[0], self.yb[0]
         if self.seed is None: x, y = self.mix(x, y)
         else:
-            st = np.random.get_state(); r = rank_world()[0]
+            st = np.random.get_state()
+            r = rank_world()[0]
             np.random.seed(np.random.SeedSequence([self.seed, r, self.epoch, self.iter]).generate_state(4))
             try: x, y = self.mix(x, y)
             finally: np.random.set_state(st)
         self.learn.xb, self.learn.yb = (x,), (y,)
 
+# %% ../nbs/01_data.ipynb #5f9b5915
 class SetEpoch(Callback):
     "Set the loaders' epoch to fastai's before each epoch (exact batches after `fit(start_epoch=k)`)."
     order = TrainEvalCallback.order   # first: every other callback sees the loaders' epoch
@@ -417,9 +479,12 @@ def default_manifest(experiment:str='demo', # Experiment whose stage-00 output t
     from fgia_nb.core import read_run, tree_fingerprint
     d = outputs_root()/experiment/'00_data_clean'/'default'
     if (d/'manifest.parquet').exists() and (d/'classes.json').exists() and (d/'run.json').exists():
-        run = read_run(d); root = run['params'].get('data_root')
+        run = read_run(d)
+        root = run['params'].get('data_root')
         if root and Path(root).is_dir() and run['inputs'].get(root) == f'tree:{tree_fingerprint(root)}': return d
-        if not build: raise FileNotFoundError(f'The stage-00 manifest in {d} no longer matches its data root {root}: re-run nbs/00_data_clean.ipynb')
+        if not build:
+            raise FileNotFoundError(f'The stage-00 manifest in {d} no longer matches its data root {root}: '
+                                    're-run nbs/00_data_clean.ipynb')
     elif not build: raise FileNotFoundError(f'No stage-00 manifest in {d}: run nbs/00_data_clean.ipynb first')
     from fgia_nb.sources import make_default_dataset
     from fgia_nb.clean import clean_data
