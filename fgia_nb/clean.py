@@ -11,13 +11,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from fastcore.parallel import parallel
 from threadpoolctl import threadpool_limits
 import simplejpeg
-from .core import RunRecord, atomic_path, atomic_write_text
-from .sources import read_source
+from .core import RunRecord, atomic_path, atomic_write_text, run_dir
+from .sources import read_source, make_default_dataset
 
 # %% auto #0
 __all__ = ['MANIFEST_COLS', 'EXPECTED', 'to_gray', 'phash', 'scan_file', 'scan', 'name_hash', 'near_duplicates', 'thumb_corr',
            'classify', 'write_manifest', 'read_manifest', 'manifest_items', 'clean_data', 'reason_counts',
-           'plot_class_distribution', 'plot_rejects', 'write_report', 'evaluate_cleaning']
+           'plot_class_distribution', 'plot_rejects', 'write_report', 'evaluate_cleaning', 'data_clean']
 
 # %% ../nbs/00_data_clean.ipynb #04b96616
 def to_gray(im:Image.Image)->Image.Image:
@@ -388,3 +388,21 @@ def evaluate_cleaning(df:pd.DataFrame, # A stage-00 manifest of a default datase
     res = pd.DataFrame(rows).set_index('kind')
     res.attrs.update(precision=float(true_pos.sum() / max(flagged.sum(), 1)), n_flagged=int(flagged.sum()), false_positives=m[flagged & ~true_pos])
     return res
+
+# %% ../nbs/00_data_clean.ipynb #90588654
+def data_clean(data_root:str|None=None, # Data root to clean (None: build or reuse the default dataset, data/fmnist_web)
+               out_dir:str|None=None, # Run folder; None: outputs/<experiment>/00_data_clean/default
+               experiment:str='demo', # Experiment name
+               min_side:int=32, # Drop images with a shorter side (pixels)
+               near_dup_dist:int=4, # phash Hamming distance for near-duplicate candidates of test images (-1: off)
+               near_dup_corr:float=0.999, # Thumbnail correlation confirming a near-duplicate
+               drop_near_dup:bool=False, # Drop near-duplicates of test images instead of flagging them
+               max_pixels:int=178_956_970, # Refuse larger images (decompression bombs)
+               n_workers:int|None=None # Scan processes (None: all cores)
+              )->pd.DataFrame:
+    "Stage 00: `clean_data` on `data_root` (default: the default dataset) into a run folder, then `write_report`."
+    root = Path(data_root) if data_root else make_default_dataset()
+    out = Path(out_dir) if out_dir else run_dir(experiment, '00_data_clean')
+    df = clean_data(root, out, min_side, near_dup_dist, near_dup_corr, drop_near_dup, max_pixels, n_workers)
+    write_report(df, out)
+    return df
