@@ -22,9 +22,11 @@ def checkpoint_layout(path:Path|str, # A safetensors checkpoint
     if not Path(path).is_file(): raise FileNotFoundError(f'{path}: no such checkpoint')
     try:
         with safe_open(str(path), 'pt') as f:
-            return {k: (str(f.get_slice(k).get_dtype()), tuple(f.get_slice(k).get_shape())) for k in f.keys() if k.startswith(prefix)}
+            return {k: (str(f.get_slice(k).get_dtype()), tuple(f.get_slice(k).get_shape()))
+                    for k in f.keys() if k.startswith(prefix)}
     except Exception as e: raise ValueError(f'{path}: not a readable safetensors file ({e})') from None
 
+# %% ../nbs/07_model_soup.ipynb #2f298ba4
 def check_soupable(paths:list, prefix:str='model.')->dict:
     "Raise unless every checkpoint has the first one's keys, shapes and dtypes; returns that layout."
     if not paths: raise ValueError('no checkpoints to average')
@@ -34,29 +36,38 @@ def check_soupable(paths:list, prefix:str='model.')->dict:
         lay = checkpoint_layout(p, prefix)
         for k in ref:
             if k not in lay: raise ValueError(f'{p}: key {k!r} missing (present in {paths[0]})')
-            if lay[k] != ref[k]: raise ValueError(f'{p}: {k!r} is {lay[k][0]} {lay[k][1]}, but {ref[k][0]} {ref[k][1]} in {paths[0]}')
+            if lay[k] != ref[k]:
+                raise ValueError(f'{p}: {k!r} is {lay[k][0]} {lay[k][1]}, but {ref[k][0]} {ref[k][1]} in {paths[0]}')
         for k in lay:
             if k not in ref: raise ValueError(f'{p}: extra key {k!r} (absent from {paths[0]})')
     return ref
 
 # %% ../nbs/07_model_soup.ipynb #fc08d9bb
 _ST_DTYPES = {torch.float32: 'F32', torch.float16: 'F16', torch.bfloat16: 'BF16', torch.float64: 'F64',
-              torch.int64: 'I64', torch.int32: 'I32', torch.int16: 'I16', torch.int8: 'I8', torch.uint8: 'U8', torch.bool: 'BOOL'}
+              torch.int64: 'I64', torch.int32: 'I32', torch.int16: 'I16', torch.int8: 'I8', torch.uint8: 'U8',
+              torch.bool: 'BOOL'}
 
 def save_streamed(tensors:dict, # name -> tensor (CPU, contiguous)
                   path:Path|str, metadata:dict|None=None)->Path:
     "Write a safetensors file one tensor at a time (no serialised copy of the whole dict), atomically."
-    keys = sorted(tensors); off, header = 0, {}
+    keys = sorted(tensors)
+    off, header = 0, {}
     for k in keys:
-        t = tensors[k]; n = t.numel()*t.element_size()
-        header[k] = dict(dtype=_ST_DTYPES[t.dtype], shape=list(t.shape), data_offsets=[off, off+n]); off += n
+        t = tensors[k]
+        n = t.numel()*t.element_size()
+        header[k] = dict(dtype=_ST_DTYPES[t.dtype], shape=list(t.shape), data_offsets=[off, off+n])
+        off += n
     if metadata: header['__metadata__'] = {str(k): str(v) for k, v in metadata.items()}
-    h = json.dumps(header, separators=(',', ':')).encode(); h += b' '*(-len(h) % 8)
+    h = json.dumps(header, separators=(',', ':')).encode()
+    h += b' '*(-len(h) % 8)
     with atomic_path(path) as tmp, open(tmp, 'wb') as f:
-        f.write(struct.pack('<Q', len(h))); f.write(h)
+        f.write(struct.pack('<Q', len(h)))
+        f.write(h)
         for k in keys:
             t = tensors[k].contiguous()
-            if t.numel(): f.write(memoryview((t.to(torch.uint8) if t.dtype == torch.bool else t).reshape(-1).view(torch.uint8).numpy()))
+            if t.numel():
+                raw = (t.to(torch.uint8) if t.dtype == torch.bool else t).reshape(-1).view(torch.uint8)
+                f.write(memoryview(raw.numpy()))
     return Path(path)
 
 # %% ../nbs/07_model_soup.ipynb #645c4659
@@ -69,13 +80,23 @@ def _soup_sum(paths:list, layout:dict, weights=None)->tuple:
             meta = f.metadata() or {}
             for k in layout:
                 t = f.get_tensor(k)
-                if not t.is_floating_point(): acc[k] = t; continue
+                if not t.is_floating_point():
+                    acc[k] = t
+                    continue
                 t = t.float().mul_(float(w[i]))
                 if i == 0: acc[k] = t
                 else: acc[k].add_(t)
                 del t
     return acc, meta, w.sum()
 
+# %% ../nbs/07_model_soup.ipynb #c14276a4
+_FLOAT_CODES = {'F32': 'float32', 'F16': 'float16', 'BF16': 'bfloat16', 'F64': 'float64'}
+
+def _dtype(code:str)->torch.dtype:
+    "The torch float dtype of a safetensors dtype code; float32 for any other code."
+    return getattr(torch, _FLOAT_CODES.get(code, 'float32'))
+
+# %% ../nbs/07_model_soup.ipynb #636c2fdb
 def uniform_soup(paths:list, # Checkpoints of one run (same architecture)
                  out:Path|str, # The soup checkpoint to write
                  weights=None, # Optional per-checkpoint weights (default equal)
@@ -84,11 +105,12 @@ def uniform_soup(paths:list, # Checkpoints of one run (same architecture)
     paths = [Path(p) for p in paths]
     layout = check_soupable(paths, prefix)
     acc, meta, tot = _soup_sum(paths, layout, weights)
-    dtypes = {k: getattr(torch, {'F32': 'float32', 'F16': 'float16', 'BF16': 'bfloat16', 'F64': 'float64'}.get(d, 'float32')) for k, (d, _) in layout.items()}
+    dtypes = {k: _dtype(d) for k, (d, _) in layout.items()}
     for k, t in acc.items():
         if t.is_floating_point(): acc[k] = t.div_(float(tot)).to(dtypes[k])
-    meta = {**{k: v for k, v in meta.items() if not k.endswith('_skeleton')}, 'soup': json.dumps(dict(kind='uniform', ingredients=[str(p) for p in paths],
-                                          weights=None if weights is None else [float(x) for x in weights]))}
+    soup = dict(kind='uniform', ingredients=[str(p) for p in paths],
+                weights=None if weights is None else [float(x) for x in weights])
+    meta = {**{k: v for k, v in meta.items() if not k.endswith('_skeleton')}, 'soup': json.dumps(soup)}
     return save_streamed(acc, out, meta)
 
 # %% ../nbs/07_model_soup.ipynb #9dc4cb4d
@@ -103,26 +125,33 @@ def last_checkpoints(run:Path|str, # A stage-04 run folder
 # %% ../nbs/07_model_soup.ipynb #40e9866b
 def _state(acc:dict, n:float, layout:dict, prefix:str)->dict:
     "The averaged state dict (prefix removed, dtypes restored) from a running sum."
-    return {k[len(prefix):]: (t / n).to(getattr(torch, {'F16': 'float16', 'BF16': 'bfloat16', 'F64': 'float64'}.get(layout[k][0], 'float32')))
-            if t.is_floating_point() else t for k, t in acc.items()}
+    return {k[len(prefix):]: (t / n).to(_dtype(layout[k][0])) if t.is_floating_point() else t for k, t in acc.items()}
 
+# %% ../nbs/07_model_soup.ipynb #b2c2345c
 def greedy_soup(paths:list, # Candidate checkpoints
                 score_fn, # state dict -> held-out score (higher is better)
                 out:Path|str|None=None, # Where to write the soup (optional)
                 prefix:str='model.')->dict:
     "Wortsman et al.'s greedy soup: add ingredients in order of their own score while the soup's score improves."
-    paths = [Path(p) for p in paths]; layout = check_soupable(paths, prefix)
+    paths = [Path(p) for p in paths]
+    layout = check_soupable(paths, prefix)
     single = []
     for p in paths:
-        acc, _, _ = _soup_sum([p], layout); single.append(float(score_fn(_state(acc, 1, layout, prefix)))); del acc
+        acc, _, _ = _soup_sum([p], layout)
+        single.append(float(score_fn(_state(acc, 1, layout, prefix))))
+        del acc
     order = list(np.argsort(single, kind='stable')[::-1])
-    acc, _, n = _soup_sum([paths[order[0]]], layout); best, used, trace = single[order[0]], [paths[order[0]]], []
+    acc, _, n = _soup_sum([paths[order[0]]], layout)
+    best, used, trace = single[order[0]], [paths[order[0]]], []
     for i in order[1:]:
         add, _, _ = _soup_sum([paths[i]], layout)
-        cand = {k: acc[k] + add[k] if acc[k].is_floating_point() else add[k] for k in acc}; del add
+        cand = {k: acc[k] + add[k] if acc[k].is_floating_point() else add[k] for k in acc}
+        del add
         s = float(score_fn(_state(cand, n + 1, layout, prefix)))
         trace.append(dict(path=str(paths[i]), single=single[i], soup=s, added=s > best))
-        if s > best: acc, n, best = cand, n + 1, s; used.append(paths[i])
+        if s > best:
+            acc, n, best = cand, n + 1, s
+            used.append(paths[i])
         del cand
     res = dict(used=used, score=best, single=dict(zip(map(str, paths), single)), trace=trace)
     if out is not None: res['path'] = uniform_soup(used, out, prefix=prefix)
@@ -139,9 +168,11 @@ def accuracy_scorer(checkpoint:Path|str, # Any ingredient: the model is built fr
     from fgia_nb.data import test_dl, load_manifest, data_config
     from fgia_nb.predict import tta_logits
     cfg = checkpoint_meta(checkpoint)['fgia_config']
-    df = load_manifest(manifest); rows = df[(df.split == split) & df.label.notna() & (df.status != 'dropped')]
+    df = load_manifest(manifest)
+    rows = df[(df.split == split) & df.label.notna() & (df.status != 'dropped')]
     if not len(rows): raise ValueError(f'no labelled {split!r} rows in the manifest')
-    rows = rows.iloc[np.linspace(0, len(rows)-1, min(max_items, len(rows))).astype(int)]; rows.attrs = dict(df.attrs)
+    rows = rows.iloc[np.linspace(0, len(rows)-1, min(max_items, len(rows))).astype(int)]
+    rows.attrs = dict(df.attrs)
     classes = cfg.get('classes') or []
     y = np.array([classes.index(l) if l in classes else -1 for l in rows.label])
     dl = test_dl(rows, split, size=cfg.get('img_size') or 224, crop=(cfg.get('train') or {}).get('crop', 'center'),
@@ -167,12 +198,14 @@ def model_soup(experiment:str='demo', # Experiment folder under outputs/
     if train_run: runs = [ft/r for r in train_run.split(',')]
     elif ft.exists(): runs = sorted(p for p in ft.iterdir() if p.is_dir() and list(p.glob('epoch_*.safetensors')))
     else: runs = []
-    if not runs: raise FileNotFoundError(f'no stage-04 runs with checkpoints under {ft}: run nbs/04_finetune.ipynb first')
+    if not runs:
+        raise FileNotFoundError(f'no stage-04 runs with checkpoints under {ft}: run nbs/04_finetune.ipynb first')
     summary = {}
     for r in runs:
         cks = last_checkpoints(r, k)
         out = run_dir(experiment, '07_model_soup', r.name)
-        ho = Path(heldout) if heldout else outputs_root()/experiment/'06_pseudo_label'/f'{heldout_split}-threshold'/'manifest.parquet'
+        ho = (Path(heldout) if heldout else
+              outputs_root()/experiment/'06_pseudo_label'/f'{heldout_split}-threshold'/'manifest.parquet')
         rp = {**params, 'train_run': r.name, 'heldout': str(ho) if method == 'greedy' else None}
         with RunRecord(out, '07_model_soup', params=rp, inputs=cks + ([ho] if method == 'greedy' else [])) as rec:
             if method == 'greedy':
