@@ -31,21 +31,22 @@ from .distributed import launch_module, cli_args, run_cli
 # %% auto #0
 __all__ = ['DEFAULTS', 'ARCH_DEFAULTS', 'UNDECODABLE', 'flatten_state', 'unflatten_state', 'rng_state', 'set_rng_state',
            'unwrap_model', 'save_checkpoint', 'Checkpoint', 'checkpoint_meta', 'read_checkpoint', 'gather_objects',
-           'checkpoint_path', 'list_checkpoints', 'last_checkpoint', 'Checkpointer', 'loss_state',
-           'load_training_state', 'adamw', 'warmup_cosine', 'group_lrs', 'fit_resumable', 'finetune', 'finetune_config',
+           'checkpoint_path', 'list_checkpoints', 'last_checkpoint', 'Checkpointer', 'load_training_state',
+           'loss_state', 'adamw', 'warmup_cosine', 'group_lrs', 'fit_resumable', 'finetune', 'finetune_config',
            'model_config', 'build_model', 'load_model', 'build_loss', 'param_groups', 'check_img_size',
            'check_manifest', 'preflight', 'AMP', 'make_learner', 'undo_cleaning', 'subsample_pseudo', 'make_dls',
            'DistributedCheck', 'fit_run', 'plot_run', 'launch', 'train_cli']
 
 # %% ../nbs/04_finetune.ipynb #cce3ea10
-def flatten_state(obj, # A nested structure of dicts, lists, tuples, tensors and JSON scalars (e.g. an optimizer `state_dict()`)
+def flatten_state(obj, # Nested dicts, lists, tuples, tensors and JSON scalars (e.g. an optimizer `state_dict()`)
                   prefix:str # Key prefix for the tensors, e.g. 'opt'
                  )->tuple[dict, str]:
     "Split `obj` into `{key: tensor}` and a JSON skeleton referring to those keys."
     tensors = {}
     def enc(o, key):
         if isinstance(o, torch.Tensor):
-            tensors[key] = o.detach().cpu().contiguous().clone(); return {'__t__': key}
+            tensors[key] = o.detach().cpu().contiguous().clone()
+            return {'__t__': key}
         if isinstance(o, np.ndarray): return {'__np__': o.tolist(), 'dtype': str(o.dtype)}
         if isinstance(o, dict): return {'__d__': [[k, enc(v, f'{key}.{k}')] for k,v in o.items()]}
         if isinstance(o, tuple): return {'__tuple__': [enc(v, f'{key}.{i}') for i,v in enumerate(o)]}
@@ -70,6 +71,8 @@ def unflatten_state(tensors:dict, # Tensors by key, as `flatten_state` (or a che
     return dec(json.loads(skeleton))
 
 # %% ../nbs/04_finetune.ipynb #3c49352a
+def _base_dl(dl): return dl.dl if isinstance(dl, DistributedDL) else dl
+
 def rng_state(dls=None # DataLoaders whose shuffling generators are saved too
              )->dict:
     "The state of every random-number generator training touches."
@@ -78,15 +81,18 @@ def rng_state(dls=None # DataLoaders whose shuffling generators are saved too
     if dls is not None: s['dls'] = [_base_dl(dl).rng.getstate() for dl in dls.loaders if hasattr(_base_dl(dl), 'rng')]
     return s
 
+# %% ../nbs/04_finetune.ipynb #9b1c88ea
+def _tuplify(o): return tuple(_tuplify(v) for v in o) if isinstance(o, (list, tuple)) else o
+
 def set_rng_state(s:dict, dls=None):
     "Restore what `rng_state` saved."
-    random.setstate(_tuplify(s['py'])); np.random.set_state(_tuplify(s['np'])); torch.set_rng_state(s['torch'])
+    random.setstate(_tuplify(s['py']))
+    np.random.set_state(_tuplify(s['np']))
+    torch.set_rng_state(s['torch'])
     if 'cuda' in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
     if dls is not None and 'dls' in s:
-        for dl, st in zip([dl for dl in dls.loaders if hasattr(_base_dl(dl), 'rng')], s['dls']): _base_dl(dl).rng.setstate(_tuplify(st))
-
-def _tuplify(o): return tuple(_tuplify(v) for v in o) if isinstance(o, (list, tuple)) else o
-def _base_dl(dl): return dl.dl if isinstance(dl, DistributedDL) else dl
+        for dl, st in zip([dl for dl in dls.loaders if hasattr(_base_dl(dl), 'rng')], s['dls']):
+            _base_dl(dl).rng.setstate(_tuplify(st))
 
 # %% ../nbs/04_finetune.ipynb #f84ff309
 def unwrap_model(model:nn.Module)->nn.Module:
@@ -96,6 +102,7 @@ def unwrap_model(model:nn.Module)->nn.Module:
         elif hasattr(model, '_orig_mod'): model = model._orig_mod
         else: return model
 
+# %% ../nbs/04_finetune.ipynb #7fc26056
 def save_checkpoint(path:Path|str, # Destination `.safetensors` file
                     model:nn.Module, # Model (wrappers are removed)
                     config:dict|None=None, # `fgia_config`: enough to rebuild the model
@@ -107,7 +114,9 @@ def save_checkpoint(path:Path|str, # Destination `.safetensors` file
     meta = {'format': 'fgia_nb.checkpoint/1', 'fgia_config': json.dumps(config or {}), 'epoch': json.dumps(epoch)}
     for prefix, st in states.items():
         if st is None: continue
-        t, sk = flatten_state(st, prefix); tensors.update(t); meta[f'{prefix}_skeleton'] = sk
+        t, sk = flatten_state(st, prefix)
+        tensors.update(t)
+        meta[f'{prefix}_skeleton'] = sk
     with atomic_path(path) as tmp: save_file(tensors, str(tmp), metadata=meta)
     return Path(path)
 
@@ -120,11 +129,13 @@ class Checkpoint:
     epoch: int|None
     states: dict = field(default_factory=dict) # other prefixes ('opt', 'eql', 'rng', ...), rebuilt
 
+# %% ../nbs/04_finetune.ipynb #1b01c0e0
 def checkpoint_meta(path:Path|str)->dict:
     "The metadata of a safetensors file, JSON values decoded (header only; raises if the file is not safetensors)."
     with safe_open(str(path), 'pt') as f: meta = f.metadata() or {}
     return {k: json.loads(v) if k in ('fgia_config', 'epoch') else v for k,v in meta.items()}
 
+# %% ../nbs/04_finetune.ipynb #249e7c5b
 def read_checkpoint(path:Path|str)->Checkpoint:
     "Load a checkpoint written by `save_checkpoint`."
     meta, tensors = checkpoint_meta(path), load_file(str(path))
@@ -136,22 +147,19 @@ def read_checkpoint(path:Path|str)->Checkpoint:
 def gather_objects(obj)->list:
     "`obj` from every rank (a one-element list when not distributed)."
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1: return [obj]
-    out = [None] * dist.get_world_size(); dist.all_gather_object(out, obj); return out
-
-def _append_csv(path:Path, rows:list[dict], epoch:int):
-    "Rewrite `path` atomically with its rows for earlier epochs plus `rows` (a re-run epoch replaces its old rows)."
-    old = pd.read_csv(path) if path.exists() else pd.DataFrame()
-    if len(old): old = old[old['epoch'] < epoch]
-    df = pd.concat([old, pd.DataFrame(rows)], ignore_index=True)
-    with atomic_path(path) as tmp: df.to_csv(tmp, index=False)
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 # %% ../nbs/04_finetune.ipynb #9863b4d5
 def checkpoint_path(out_dir:Path|str, epoch:int)->Path: return Path(out_dir)/f'epoch_{epoch:03d}.safetensors'
 
+# %% ../nbs/04_finetune.ipynb #4933b684
 def list_checkpoints(out_dir:Path|str)->list[Path]:
     "Epoch checkpoints in `out_dir`, oldest first."
     return sorted(Path(out_dir).glob('epoch_[0-9][0-9][0-9].safetensors'))
 
+# %% ../nbs/04_finetune.ipynb #abe72204
 def last_checkpoint(out_dir:Path|str)->Path|None:
     "The newest epoch checkpoint in `out_dir` whose header reads, or None."
     for p in reversed(list_checkpoints(out_dir)):
@@ -161,15 +169,28 @@ def last_checkpoint(out_dir:Path|str)->Path|None:
     return None
 
 # %% ../nbs/04_finetune.ipynb #5d3f855e
+def _append_csv(path:Path, rows:list[dict], epoch:int):
+    "Rewrite `path` atomically with its rows for earlier epochs plus `rows` (a re-run epoch replaces its old rows)."
+    old = pd.read_csv(path) if path.exists() else pd.DataFrame()
+    if len(old): old = old[old['epoch'] < epoch]
+    df = pd.concat([old, pd.DataFrame(rows)], ignore_index=True)
+    with atomic_path(path) as tmp: df.to_csv(tmp, index=False)
+
+def _scaler_state(learn)->dict|None:
+    "fp16 loss-scaler state (None without fp16)."
+    sc = getattr(learn, 'scaler', None)
+    return sc.state_dict() if sc is not None and sc.is_enabled() else None
+
 class Checkpointer(Callback):
-    "Per epoch: append metrics, write `epoch_NNN.safetensors` (rank 0, atomic), keep the last `keep_last`; restore state on resume."
+    "Per epoch: metrics, `epoch_NNN.safetensors` (rank 0, atomic), keep the last `keep_last`; restore on resume."
     order = ProgressCallback.order + 5   # after the Recorder, ParamScheduler and ProgressCallback
     def __init__(self, out_dir:Path|str, # Run folder
                  config:dict|None=None, # `fgia_config` stored in every checkpoint
                  keep_last:int|None=3, # Checkpoints to keep (None: all)
                  resume:Checkpoint|None=None # Checkpoint to continue from
                 ):
-        store_attr(); self.out_dir = Path(out_dir)
+        store_attr()
+        self.out_dir = Path(out_dir)
 
     @property
     def start_epoch(self)->int: return 0 if self.resume is None else self.resume.epoch + 1
@@ -193,35 +214,36 @@ class Checkpointer(Callback):
                                      lr=self.opt.hypers[-1]['lr']))
 
     def after_epoch(self):
-        if self.epoch < self.start_epoch: self.batches = []; return # skipped while resuming
+        if self.epoch < self.start_epoch:   # skipped while resuming
+            self.batches = []
+            return
         rngs = gather_objects(rng_state(self.dls)) # a collective: every rank takes part
         if rank_world()[0] != 0: return
         row = {**dict(zip(self.recorder.metric_names, self.recorder.log)), 'lr': self.opt.hypers[-1]['lr']}
         _append_csv(self.out_dir/'metrics.csv', [row], self.epoch)
-        _append_csv(self.out_dir/'batches.csv', self.batches, self.epoch); self.batches = []
+        _append_csv(self.out_dir/'batches.csv', self.batches, self.epoch)
+        self.batches = []
         save_checkpoint(checkpoint_path(self.out_dir, self.epoch), self.learn.model, self.config, self.epoch,
-                        opt=self.opt.state_dict(), eql=loss_state(self.learn.loss_func), rng=rngs, scaler=_scaler_state(self.learn))
+                        opt=self.opt.state_dict(), eql=loss_state(self.learn.loss_func), rng=rngs,
+                        scaler=_scaler_state(self.learn))
         if self.keep_last:
             for p in list_checkpoints(self.out_dir)[:-self.keep_last]: p.unlink()
 
 # %% ../nbs/04_finetune.ipynb #893ed2d2
-def loss_state(loss_func)->dict|None:
-    "The loss's state dict when it has state (Softmax-EQL's gradient statistics), else None."
-    sd = loss_func.state_dict() if isinstance(loss_func, nn.Module) else None
-    return sd or None
-
-def _scaler_state(learn)->dict|None:
-    "fp16 loss-scaler state (None without fp16)."
-    sc = getattr(learn, 'scaler', None)
-    return sc.state_dict() if sc is not None and sc.is_enabled() else None
-
 def load_training_state(learn:Learner, ck:Checkpoint):
     "Put a checkpoint's weights, optimiser state, loss state (and fp16 loss scale) into `learn`."
     unwrap_model(learn.model).load_state_dict(ck.model)
     if learn.opt is None: learn.create_opt()
     if 'opt' in ck.states: learn.opt.load_state_dict(ck.states['opt'])
     if 'eql' in ck.states: learn.loss_func.load_state_dict(ck.states['eql'])
-    if 'scaler' in ck.states and getattr(learn, 'scaler', None) is not None: learn.scaler.load_state_dict(ck.states['scaler'])
+    if 'scaler' in ck.states and getattr(learn, 'scaler', None) is not None:
+        learn.scaler.load_state_dict(ck.states['scaler'])
+
+# %% ../nbs/04_finetune.ipynb #0a6b4453
+def loss_state(loss_func)->dict|None:
+    "The loss's state dict when it has state (Softmax-EQL's gradient statistics), else None."
+    sd = loss_func.state_dict() if isinstance(loss_func, nn.Module) else None
+    return sd or None
 
 # %% ../nbs/04_finetune.ipynb #4d68217f
 def adamw(params, # Parameter groups (lists of parameters) from a splitter, or one list
@@ -235,7 +257,8 @@ def adamw(params, # Parameter groups (lists of parameters) from a splitter, or o
     wds = wd if isinstance(wd, (list, tuple, np.ndarray)) else [wd] * len(groups)
     if fused is None: fused = all(p.is_cuda for g in groups for p in g)
     pgs = [dict(params=g, weight_decay=float(w)) for g, w in zip(groups, wds)]
-    return OptimWrapper(opt=torch.optim.AdamW(pgs, lr=lr, betas=tuple(betas), eps=eps, **({'fused': True} if fused else {'foreach': True})))
+    kernel = {'fused': True} if fused else {'foreach': True}
+    return OptimWrapper(opt=torch.optim.AdamW(pgs, lr=lr, betas=tuple(betas), eps=eps, **kernel))
 
 # %% ../nbs/04_finetune.ipynb #9bc23aa4
 def warmup_cosine(lrs, # Peak learning rate, one per param group (or a scalar)
@@ -255,6 +278,7 @@ def group_lrs(learn:Learner, lr:float, scales=None)->np.ndarray:
     n = len(learn.opt.param_groups) if learn.opt is not None else len(learn.splitter(learn.model))
     return lr * (np.ones(n) if scales is None else np.asarray(scales, dtype=float))
 
+# %% ../nbs/04_finetune.ipynb #39c008ae
 def fit_resumable(learn:Learner, epochs:int, # Total epochs of the run
                   lr:float, # Peak lr (times each group's scale)
                   out_dir:Path|str, # Run folder: checkpoints, metrics.csv, batches.csv
@@ -271,7 +295,8 @@ def fit_resumable(learn:Learner, epochs:int, # Total epochs of the run
     last = last_checkpoint(out_dir) if resume else None
     ck = read_checkpoint(last) if last else None
     if ck is not None and ck.epoch + 1 >= epochs:
-        load_training_state(learn, ck); return epochs
+        load_training_state(learn, ck)
+        return epochs
     sched = ParamScheduler({'lr': warmup_cosine(group_lrs(learn, lr, lr_scales), warmup / epochs, min_lr)})
     cp = Checkpointer(out_dir, config, keep_last, resume=ck)
     learn.fit(epochs, cbs=[sched, cp, *listify(cbs)], start_epoch=cp.start_epoch)
@@ -343,10 +368,11 @@ DEFAULTS = dict(img_size=224, epochs=30, bs=32, lr=1e-3, min_lr=1e-6, wd=0.05, l
 
 _SWIN_L = dict(img_size=384, epochs=20, bs=16, lr=1e-4, min_lr=1e-5, layer_decay=1.0, warmup=2., drop_path=0.2,
                crop='resize', channels_last=True)
-_VIT_L = dict(img_size=448, epochs=30, bs=32, lr=1e-3, min_lr=1e-6, layer_decay=0.75, warmup=5., drop_path=0.1, crop='rrc')
-_TINY = dict(img_size=32, epochs=3, max_items=2000, bs=64, lr=2e-3, min_lr=1e-5, layer_decay=1.0, warmup=0.5, drop_path=0.05,
-             head='linear', pretrained=False, auto_augment=None, re_prob=0., valid_pct=0.1, precision='fp32',
-             keep_last=3, num_workers=0)
+_VIT_L = dict(img_size=448, epochs=30, bs=32, lr=1e-3, min_lr=1e-6, layer_decay=0.75, warmup=5., drop_path=0.1,
+              crop='rrc')
+_TINY = dict(img_size=32, epochs=3, max_items=2000, bs=64, lr=2e-3, min_lr=1e-5, layer_decay=1.0, warmup=0.5,
+             drop_path=0.05, head='linear', pretrained=False, auto_augment=None, re_prob=0., valid_pct=0.1,
+             precision='fp32', keep_last=3, num_workers=0)
 ARCH_DEFAULTS = {
     'swinv2_l': _SWIN_L, 'swinv2_b': _SWIN_L,
     'vit_l': _VIT_L, 'vit_b': {**_VIT_L, 'img_size': 384},
@@ -380,12 +406,13 @@ def model_config(model:nn.Module, # A `FGIAModel` from `fgia_nb.heads.create_mod
                  classes:list, # Class names, in output order
                  **train # Training details kept beside (crop, counts, loss, ...): readers such as stage 05 use them
                 )->dict:
-    "The `fgia_config` of a run: the model's own `config` (what `create_model` rebuilds it from), `classes`, and `train`."
+    "The `fgia_config` of a run: the model's `config` (what `create_model` rebuilds it from), `classes`, `train`."
     return {**model.config, 'classes': list(classes), 'train': train}
 
+# %% ../nbs/04_finetune.ipynb #9bd93964
 def build_model(cfg:dict, # A run configuration (`finetune_config`)
                 num_classes:int, # Number of classes
-                pretrained:bool|None=None, # Load pretrained backbone weights (default: `cfg['pretrained']` unless `cfg['weights']`)
+                pretrained:bool|None=None, # Load pretrained backbone weights (default: `cfg['pretrained']`...
                 weights:str|None=None # A backbone weights file (default `cfg['weights']`)
                )->nn.Module:
     "The run's `FGIAModel`: stage 03's backbone and head."
@@ -393,17 +420,20 @@ def build_model(cfg:dict, # A run configuration (`finetune_config`)
     hkw = dict(k=cfg['sub_centers'], s=cfg['scale']) if cfg['head'] == 'arcface' else {}
     weights = weights or cfg['weights']
     pretrained = (cfg['pretrained'] and not weights) if pretrained is None else pretrained
-    return create_model(cfg['arch'], num_classes, head=cfg['head'], img_size=cfg['img_size'], drop_path_rate=cfg['drop_path'],
-                        pretrained=pretrained, weights=weights, **hkw)
+    return create_model(cfg['arch'], num_classes, head=cfg['head'], img_size=cfg['img_size'],
+                        drop_path_rate=cfg['drop_path'], pretrained=pretrained, weights=weights, **hkw)
 
+# %% ../nbs/04_finetune.ipynb #dfc1f987
 def load_model(checkpoint:Path|str # A checkpoint of this stage (or a soup of stage 07)
               )->nn.Module:
     "Rebuild the model a checkpoint describes (`fgia_config`) and load its weights; in eval mode."
     from fgia_nb.heads import create_model
     ck = read_checkpoint(checkpoint)
-    if not ck.config.get('arch'): raise ValueError(f'{checkpoint} has no fgia_config metadata: not a checkpoint of fgia_nb.train')
+    if not ck.config.get('arch'):
+        raise ValueError(f'{checkpoint} has no fgia_config metadata: not a checkpoint of fgia_nb.train')
     m = create_model(**{k: v for k, v in ck.config.items() if k != 'train'})
-    m.load_state_dict(ck.model); return m.eval()
+    m.load_state_dict(ck.model)
+    return m.eval()
 
 # %% ../nbs/04_finetune.ipynb #7d86dc87
 def build_loss(cfg:dict, model:nn.Module, counts)->nn.Module:
@@ -412,8 +442,10 @@ def build_loss(cfg:dict, model:nn.Module, counts)->nn.Module:
     mixing = bool(cfg['mixup'] or cfg['cutmix'])
     eql_kw = dict(tau=cfg['eql_tau']) if cfg['loss'] == 'eql' else {}
     return make_loss(model, counts, eql=cfg['loss'] == 'eql', logit_adjusted=cfg['loss'] == 'logit_adjusted',
-                     label_smoothing=0. if mixing else cfg['label_smoothing'], m_min=cfg['margin_min'], m_max=cfg['margin_max'], **eql_kw)
+                     label_smoothing=0. if mixing else cfg['label_smoothing'], m_min=cfg['margin_min'],
+                     m_max=cfg['margin_max'], **eql_kw)
 
+# %% ../nbs/04_finetune.ipynb #c014237d
 def param_groups(cfg:dict, model:nn.Module):
     "Stage 03's `ParamGroups`: no weight decay on norms/biases/position tables, layer-decay lr scales."
     from fgia_nb.optim import ParamGroups
@@ -426,36 +458,46 @@ def check_img_size(cfg:dict):
     arch, size = cfg['arch'], cfg['img_size']
     try:
         with torch.device('meta'): m = build_model({**cfg, 'drop_path': 0.}, 2, pretrained=False, weights=None)
-    except (ValueError, RuntimeError, KeyError, TypeError) as e: raise ValueError(f'arch {arch!r}: {e}') from e
+    except (ValueError, RuntimeError, KeyError, TypeError) as e:
+        raise ValueError(f'arch {arch!r}: {e}') from e
     bb = m.backbone
     if hasattr(bb, 'patch_embed') and getattr(bb, 'feature_info', None):
         red = max(f['reduction'] for f in bb.feature_info)
-        if size % red: raise ValueError(f'img_size {size} does not suit {arch}: it needs a multiple of {red} '
-                                        f'(its total stride), e.g. {size // red * red or red} or {(size // red + 1) * red}')
+        if size % red:
+            raise ValueError(f'img_size {size} does not suit {arch}: it needs a multiple of {red} (its total stride), '
+                             f'e.g. {size // red * red or red} or {(size // red + 1) * red}')
     try:
         with torch.device('meta'), torch.no_grad(): bb.eval()(torch.empty(1, 3, size, size))
-    except Exception as e: raise ValueError(f'img_size {size} does not suit {arch}: {type(e).__name__}: {e}') from e
+    except Exception as e:
+        raise ValueError(f'img_size {size} does not suit {arch}: {type(e).__name__}: {e}') from e
 
 # %% ../nbs/04_finetune.ipynb #273cfaa1
 def check_manifest(path:Path|str, what:str='train_manifest')->pd.DataFrame:
     "Read a manifest and fail if it is missing or names image files that do not exist (rows not dropped)."
     from fgia_nb.data import load_manifest
     p = Path(path)
-    if not p.exists(): raise FileNotFoundError(f'{what} {p} does not exist (run stage 00 first, or pass {what}=...)')
+    if not p.exists():
+        raise FileNotFoundError(f'{what} {p} does not exist (run stage 00 first, or pass {what}=...)')
     df = load_manifest(p)
     use = df[df.status != 'dropped'] if 'status' in df else df
     root = Path(df.attrs.get('data_root', p.parent))
     missing = [q for q in use.path if not (root/q).exists()]
-    if missing: raise FileNotFoundError(f'{what} {p} names {len(missing)} missing file(s) under {root}, e.g. {missing[:3]}')
+    if missing:
+        raise FileNotFoundError(f'{what} {p} names {len(missing)} missing file(s) under {root}, e.g. {missing[:3]}')
     return df
 
+# %% ../nbs/04_finetune.ipynb #3aa8f193
 def preflight(cfg:dict):
     "Check the configuration's arch, image size and input files before anything trains."
-    if cfg['head'] not in ('linear', 'arcface'): raise ValueError(f"head must be 'linear' or 'arcface', got {cfg['head']!r}")
-    if cfg['loss'] not in ('ce', 'eql', 'logit_adjusted'): raise ValueError(f"loss must be 'ce', 'eql' or 'logit_adjusted', got {cfg['loss']!r}")
-    if cfg['precision'] not in ('fp32', 'bf16', 'fp16'): raise ValueError(f"precision must be 'fp32', 'bf16', 'fp16' or 'auto', got {cfg['precision']!r}")
+    if cfg['head'] not in ('linear', 'arcface'):
+        raise ValueError(f"head must be 'linear' or 'arcface', got {cfg['head']!r}")
+    if cfg['loss'] not in ('ce', 'eql', 'logit_adjusted'):
+        raise ValueError(f"loss must be 'ce', 'eql' or 'logit_adjusted', got {cfg['loss']!r}")
+    if cfg['precision'] not in ('fp32', 'bf16', 'fp16'):
+        raise ValueError(f"precision must be 'fp32', 'bf16', 'fp16' or 'auto', got {cfg['precision']!r}")
     check_img_size(cfg)
-    if cfg['weights'] is not None and not Path(cfg['weights']).is_file(): raise FileNotFoundError(f"weights file {cfg['weights']} does not exist")
+    if cfg['weights'] is not None and not Path(cfg['weights']).is_file():
+        raise FileNotFoundError(f"weights file {cfg['weights']} does not exist")
     check_manifest(cfg['train_manifest'])
     for p in cfg['pseudo_manifests']: check_manifest(p, 'pseudo manifest')
 
@@ -480,7 +522,8 @@ def make_learner(cfg:dict, # A run configuration (`finetune_config`)
     pg = param_groups(cfg, model)
     cbs = [SetEpoch()]
     if cfg['mixup'] or cfg['cutmix']:
-        cbs.append(MixupCallback(dls.c, cfg['mixup'], cfg['cutmix'], label_smoothing=cfg['label_smoothing'], seed=cfg['seed']))
+        cbs.append(MixupCallback(dls.c, cfg['mixup'], cfg['cutmix'], label_smoothing=cfg['label_smoothing'],
+                                 seed=cfg['seed']))
     if cfg['precision'] != 'fp32': cbs.append(AMP(cfg['precision']))
     if cfg['channels_last']: cbs.append(ChannelsLast())
     learn = Learner(dls, model, loss_func=build_loss(cfg, model, dls.counts), opt_func=partial(adamw, wd=pg.wds),
@@ -493,15 +536,17 @@ def make_learner(cfg:dict, # A run configuration (`finetune_config`)
 UNDECODABLE = ('unreadable', 'not_image', 'truncated', 'too_large')
 
 def undo_cleaning(man:pd.DataFrame)->pd.DataFrame:
-    "The manifest as if stage 00's rules had not run: only rows that cannot be decoded (`UNDECODABLE`) stay dropped."
-    man = man.copy(); back = (man.status == 'dropped') & ~man.reason.isin(UNDECODABLE)
+    "The manifest as if stage 00's rules had not run: only undecodable rows (`UNDECODABLE`) stay dropped."
+    man = man.copy()
+    back = (man.status == 'dropped') & ~man.reason.isin(UNDECODABLE)
     man.loc[back, ['status', 'reason']] = ['ok', '']
     return man
 
+# %% ../nbs/04_finetune.ipynb #d8a30129
 def subsample_pseudo(paths:list, # Pseudo-label manifests
                      n:int, # Rows to keep in all (0: all)
                      seed:int=0)->list:
-    "The manifests (as DataFrames) with all but `n` usable rows marked dropped, spread evenly; row order, and so `soft.npy`, unchanged."
+    "The manifests (DataFrames) with all but `n` usable rows marked dropped, spread evenly; row order unchanged."
     from fgia_nb.data import load_manifest
     dfs = [load_manifest(p).copy() for p in paths]
     if not n: return dfs
@@ -512,6 +557,7 @@ def subsample_pseudo(paths:list, # Pseudo-label manifests
         d.iloc[drop, d.columns.get_loc('status')] = 'dropped'
     return dfs
 
+# %% ../nbs/04_finetune.ipynb #41fcb0be
 def _timm_name(arch):
     from fgia_nb.backbones import resolve_arch
     return resolve_arch(arch)[0].split('.')[0]
@@ -529,7 +575,8 @@ def make_dls(cfg:dict):
     aa = None if cfg['auto_augment'] in (None, 'none') else cfg['auto_augment']
     dls = get_dls(man, cfg['classes'], pseudo, cfg['soft'], cfg['valid_pct'], size=cfg['img_size'],
                   crop=cfg['crop'], cfg=data_config(_timm_name(cfg['arch'])), bs=cfg['bs'],
-                  num_workers=cfg['num_workers'], seed=cfg['seed'], balance=cfg['balance'], auto_augment=aa, re_prob=cfg['re_prob'])
+                  num_workers=cfg['num_workers'], seed=cfg['seed'], balance=cfg['balance'], auto_augment=aa,
+                  re_prob=cfg['re_prob'])
     return dls.to(default_device())
 
 # %% ../nbs/04_finetune.ipynb #645fc1c5
@@ -601,7 +648,8 @@ def plot_run(out:Path|str # A run folder of this stage
     fig, ax = plt.subplots(1, 3, figsize=(13, 3))
     ax[0].plot(b['iter'], b['loss'], label='train (smoothed)')
     ax[0].set(xlabel='iteration', title='loss')
-    if 'valid_loss' in m: ax[0].plot((m['epoch'] + 1) * b.groupby('epoch').size().mean(), m['valid_loss'], 'o-', label='held-out')
+    if 'valid_loss' in m:
+        ax[0].plot((m['epoch'] + 1) * b.groupby('epoch').size().mean(), m['valid_loss'], 'o-', label='held-out')
     ax[0].legend()
     ax[1].plot(b['iter'], b['lr'])
     ax[1].set(xlabel='iteration', title='learning rate (head group)')

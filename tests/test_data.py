@@ -1,6 +1,5 @@
 """fgia_nb.data under a real 2-process CPU (gloo) group: every rank gets a disjoint, equal shard of each epoch."""
 import json, os, subprocess, sys, textwrap
-from pathlib import Path
 
 from fgia_nb.testing import synthetic_manifest
 from fgia_nb.clean import write_manifest

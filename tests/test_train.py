@@ -9,7 +9,8 @@ from fgia_nb.distributed import cli_args
 def manifest(tmp_path_factory, make_manifest): return make_manifest(tmp_path_factory.mktemp('data'))
 
 def cfg_for(manifest, out, **kw):
-    kw = dict(dict(epochs=3, bs=16, head='arcface', loss='eql', mixup=0.8, cutmix=1.0, label_smoothing=0.1, valid_pct=0.2, seed=7), **kw)
+    kw = dict(dict(epochs=3, bs=16, head='arcface', loss='eql', mixup=0.8, cutmix=1.0, label_smoothing=0.1,
+                   valid_pct=0.2, seed=7), **kw)
     return finetune_config('vit_demo', train_manifest=str(manifest), out_dir=str(out), **kw)
 
 def final_state(out):
@@ -36,7 +37,8 @@ def test_resume_after_kill_matches_uninterrupted(manifest, uninterrupted, tmp_pa
     while not (tmp_path/'k'/'epoch_000.safetensors').exists():
         assert p.poll() is None and time.time() - t0 < 300, 'training subprocess ended before its first checkpoint'
         time.sleep(0.05)
-    p.kill(); p.wait() # SIGKILL, mid-way through epoch 1
+    p.kill() # SIGKILL, mid-way through epoch 1
+    p.wait()
     assert [q.name for q in list_checkpoints(tmp_path/'k')] == ['epoch_000.safetensors']
     fit_run(cfg, quiet=True)
     sa, sk = final_state(uninterrupted), final_state(tmp_path/'k')
@@ -74,7 +76,8 @@ def test_manifest_with_missing_files_fails(tmp_path, make_manifest):
 def test_weights_of_another_model_fail(manifest, tmp_path):
     import timm
     save_file(timm.create_model('resnet18', num_classes=0).state_dict(), str(tmp_path/'r18.safetensors'))
-    cfg = finetune_config('vit_demo', train_manifest=str(manifest), out_dir=str(tmp_path/'x'), weights=str(tmp_path/'r18.safetensors'))
+    cfg = finetune_config('vit_demo', train_manifest=str(manifest), out_dir=str(tmp_path/'x'),
+                          weights=str(tmp_path/'r18.safetensors'))
     with pytest.raises(ValueError, match=r'r18\.safetensors does not hold weights for this VisionTransformer'):
         fit_run(cfg, quiet=True)
     assert list_checkpoints(tmp_path/'x') == [] and not (tmp_path/'x'/'run.json').exists()
