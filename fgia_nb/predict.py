@@ -6,6 +6,7 @@
 from __future__ import annotations
 from pathlib import Path
 import numpy as np, pandas as pd, torch
+import torch.nn as nn, torch.nn.functional as F
 from fastcore.imports import in_notebook
 from .core import atomic_path, outputs_root, run_dir, RunRecord
 from .distributed import rank_world, init_distributed, finish_distributed, run_cli, cli_args, launch_module
@@ -16,8 +17,6 @@ __all__ = ['tta_views', 'model_log_prior', 'tta_batches', 'tta_logits', 'shard_b
            'launch_predict', 'tta_predict']
 
 # %% ../nbs/05_tta_predict.ipynb #0f8c0634
-import torch.nn as nn, torch.nn.functional as F
-
 def _zoom(x:torch.Tensor, s:float)->torch.Tensor:
     "Zoom a batch by `s` around the centre, keeping its size (crop when enlarging, reflect-pad when shrinking)."
     H, W = x.shape[-2:]
@@ -27,7 +26,8 @@ def _zoom(x:torch.Tensor, s:float)->torch.Tensor:
         t, l = (h - H)//2, (w - W)//2
         return y[..., t:t+H, l:l+W]
     ph, pw = H - h, W - w
-    return F.pad(y, (pw//2, pw - pw//2, ph//2, ph - ph//2), mode='reflect' if min(h, w) > max(ph, pw)//2 + 1 else 'replicate')
+    mode = 'reflect' if min(h, w) > max(ph, pw)//2 + 1 else 'replicate'
+    return F.pad(y, (pw//2, pw - pw//2, ph//2, ph - ph//2), mode=mode)
 
 # %% ../nbs/05_tta_predict.ipynb #5525d099
 def tta_views(x:torch.Tensor, # A batch (B, C, H, W)
@@ -51,6 +51,7 @@ def model_log_prior(model:nn.Module, config:dict|None=None)->torch.Tensor|None:
 # %% ../nbs/05_tta_predict.ipynb #3ec1e3e7
 def _batch_x(b): return b[0] if isinstance(b, (tuple, list)) else b
 
+# %% ../nbs/05_tta_predict.ipynb #7d61efd6
 @torch.no_grad()
 def tta_batches(model:nn.Module, # Any classifier returning (B, C) logits
                 dl, # An iterable of batches `(x,)`, `(x, y)` or `x`
@@ -86,6 +87,7 @@ def _barrier():
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized(): dist.barrier()
 
+# %% ../nbs/05_tta_predict.ipynb #8c17c3b5
 def shard_bounds(n:int, rank:int, world:int)->tuple:
     "Contiguous `[start, stop)` of rank `rank` among `world` over `n` rows (the first ranks take one more)."
     q, r = divmod(n, world)
@@ -115,7 +117,8 @@ def predict_checkpoint(checkpoint:Path|str, # A stage-04 checkpoint or a stage-0
     if adjust and cfg.get('head') != 'linear':
         raise ValueError(f"{checkpoint}: logit adjustment is for linear heads, this one is {cfg.get('head')!r}")
     lp = model_log_prior(model, cfg) if adjust else None
-    if adjust and lp is None: raise ValueError(f'{checkpoint}: adjust=True but the checkpoint records no training prior')
+    if adjust and lp is None:
+        raise ValueError(f'{checkpoint}: adjust=True but the checkpoint records no training prior')
     df = load_manifest(manifest)
     rows = df[df.split == split]
     if not len(rows): raise ValueError(f'the manifest has no {split!r} rows (splits: {sorted(df.split.unique())})')
@@ -175,7 +178,7 @@ def tta_predict(experiment:str='demo', # Experiment folder under outputs/
                 split:str='testb', # Split(s) to predict, comma-separated
                 use_soup:bool=False, # Predict with stage 07's soup of the run instead of its last checkpoint
                 flip:bool=True, # Flip TTA
-                plain:bool=True, # On the default dataset, also keep the plain (no-TTA) logits in plain/ (for the ablation)
+                plain:bool=True, # On the default dataset, also keep the no-TTA logits in plain/ (for the ablation)
                 scales:str='', # Extra zoom views, comma-separated (e.g. '0.875,1.125')
                 average:str='logit', # 'logit' (the winners) or 'prob'
                 adjust:bool=False, # Post-hoc logit adjustment (linear heads only)
@@ -184,14 +187,16 @@ def tta_predict(experiment:str='demo', # Experiment folder under outputs/
                 num_processes:int=1, # More than 1: shard over processes with accelerate launch
                 manifest:str='' # Stage-00 manifest (default: the experiment's stage-00 output)
                )->pd.DataFrame:
-    "Stage 05: predict each split with each stage-04 run's last checkpoint (or soup); top-1 per folder on the default data."
+    "Stage 05: predict each split with each stage-04 run's last checkpoint (or soup); top-1 on the default data."
     params = dict(locals())
     ft = outputs_root()/experiment/'04_finetune'
     if train_run: runs = [ft/r for r in train_run.split(',')]
     elif ft.exists(): runs = sorted(p for p in ft.iterdir() if p.is_dir() and list(p.glob('epoch_*.safetensors')))
     else: runs = []
-    if not runs: raise FileNotFoundError(f'no stage-04 runs with checkpoints under {ft}: run nbs/04_finetune.ipynb first')
-    manifest_path = Path(manifest) if manifest else outputs_root()/experiment/'00_data_clean'/'default'/'manifest.parquet'
+    if not runs:
+        raise FileNotFoundError(f'no stage-04 runs with checkpoints under {ft}: run nbs/04_finetune.ipynb first')
+    manifest_path = (Path(manifest) if manifest else
+                     outputs_root()/experiment/'00_data_clean'/'default'/'manifest.parquet')
     zooms = [float(s) for s in scales.split(',') if s]
     results = {}
     for r, sp in [(r, s) for r in runs for s in split.split(',')]:
@@ -208,7 +213,8 @@ def tta_predict(experiment:str='demo', # Experiment folder under outputs/
             if ans is not None:
                 rec.metrics['top1'] = top1(open_logits(out), ans)
                 if plain and (flip or scales or adjust):
-                    plain_dir = predict_checkpoint(ck, manifest_path, sp, out/'plain', flip=False, bs=bs, progress=False)
+                    plain_dir = predict_checkpoint(ck, manifest_path, sp, out/'plain', flip=False, bs=bs,
+                                                   progress=False)
                     rec.metrics['top1_plain'] = top1(open_logits(plain_dir), ans)
         results[name] = rec.metrics
     return pd.DataFrame(results).T

@@ -1,4 +1,4 @@
-"Stage 05 end to end: a checkpoint and a synthetic manifest -> logits folder, in one process and sharded over two (gloo)."
+"Stage 05 end to end: a checkpoint and a synthetic manifest -> logits folder, on one process and sharded over two."
 import numpy as np, torch, pytest
 from pathlib import Path
 from fgia_nb.testing import synthetic_manifest
@@ -15,7 +15,8 @@ def setup(tmp_path_factory):
     mp = write_manifest(man, t/'manifest.parquet', t/'data')
     torch.manual_seed(0)
     m = create_model('vit_demo', 3, head='linear', img_size=32)
-    ck = save_checkpoint(t/'epoch_000.safetensors', m, model_config(m, ['0000', '0001', '0002'], crop='center', counts=[8, 4, 1]))
+    cfg = model_config(m, ['0000', '0001', '0002'], crop='center', counts=[8, 4, 1])
+    ck = save_checkpoint(t/'epoch_000.safetensors', m, cfg)
     return t, mp, ck, man
 
 def test_one_vs_two_processes(setup):
@@ -24,7 +25,8 @@ def test_one_vs_two_processes(setup):
     two = open_logits(launch_predict(2, checkpoint=ck, manifest=mp, split='testa', out=t/'two', bs=3, progress=False))
     names = [Path(p).name for p in man[man.split == 'testa'].path]
     assert one.paths == names and two.paths == names and one.classes == ['0000', '0001', '0002']
-    np.testing.assert_allclose(read_rows(one, 0, 7).astype(np.float32), read_rows(two, 0, 7).astype(np.float32), atol=2e-2)
+    np.testing.assert_allclose(read_rows(one, 0, 7).astype(np.float32), read_rows(two, 0, 7).astype(np.float32),
+                               atol=2e-2)
     assert not list((t/'two').glob('.shard-*'))
 
 def test_adjust_needs_linear_prior(setup):
