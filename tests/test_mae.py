@@ -7,7 +7,8 @@ from safetensors.torch import load_file
 from fgia_nb.mae import launch_pretrain
 
 def test_two_process_mae(tmp_path):
-    imgs = tmp_path/'imgs'; imgs.mkdir()
+    imgs = tmp_path/'imgs'
+    imgs.mkdir()
     rng = np.random.default_rng(0)
     for i in range(48): Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(imgs/f'{i}.jpg')
     out = tmp_path/'run'

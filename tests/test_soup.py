@@ -41,7 +41,8 @@ def test_uniform_soup_keeps_dtypes(tmp_path):
     cks = []
     for i, t in enumerate((a, b)):
         cks.append(tmp_path/f'{i}.safetensors')
-        save_file({'model.w': t, 'model.i': torch.tensor([i], dtype=torch.int32)}, str(cks[-1]), metadata={'fgia_config': '{}'})
+        save_file({'model.w': t, 'model.i': torch.tensor([i], dtype=torch.int32)}, str(cks[-1]),
+                  metadata={'fgia_config': '{}'})
     soup = load_file(str(uniform_soup(cks, tmp_path/'soup.safetensors')))
     assert soup['model.w'].dtype == torch.bfloat16 and soup['model.i'].dtype == torch.int32
     assert torch.equal(soup['model.w'], ((a.float() + b.float()) / 2).to(torch.bfloat16))
