@@ -241,12 +241,14 @@ def image_items(source:str|Path, # A manifest.parquet, a stage-00 run folder, or
     src = Path(source)
     if src.is_dir() and (src/'manifest.parquet').exists(): src = src/'manifest.parquet'
     if src.suffix == '.parquet':
-        if not src.exists(): raise FileNotFoundError(f'no manifest at {src}: run stage 00 (nbs/00_data_clean.ipynb) first')
+        if not src.exists():
+            raise FileNotFoundError(f'no manifest at {src}: run stage 00 (nbs/00_data_clean.ipynb) first')
         from fgia_nb.clean import read_manifest, manifest_items
         df = read_manifest(src)
         splits = [s.strip() for s in splits.split(',')] if isinstance(splits, str) else list(splits)
         unknown = set(splits) - set(df.split.unique())
-        if unknown: raise ValueError(f'splits {sorted(unknown)} not in manifest {src} (it has {sorted(df.split.unique())})')
+        if unknown:
+            raise ValueError(f'splits {sorted(unknown)} not in manifest {src} (it has {sorted(df.split.unique())})')
         df = df[df.split.isin(splits) & (df.status != 'dropped')]
         items = [Path(p) for p in manifest_items(df)]
     elif src.is_dir(): items = list(get_image_files(src))
@@ -256,22 +258,26 @@ def image_items(source:str|Path, # A manifest.parquet, a stage-00 run folder, or
         items = [items[i] for i in sorted(np.random.default_rng(seed).choice(len(items), max_images, replace=False))]
     return items
 
+# %% ../nbs/02_mae_pretrain.ipynb #d40cc187
 def passthrough_loss(out, *yb):
     "The model already returns its loss."
     return out
 
+# %% ../nbs/02_mae_pretrain.ipynb #bd9846d0
 class UnlabeledBatch(Callback):
     "fastai weighs losses by the batch size it finds in the targets: give it an empty (bs, 0) target."
     def before_batch(self):
         if not self.learn.yb: self.learn.yb = (self.xb[0].new_empty(len(self.xb[0]), 0),)
 
+# %% ../nbs/02_mae_pretrain.ipynb #82c58f0e
 def mim_dls(items:list, # Image paths
             img_size:int=32, bs:int=256,
             valid_pct:float=0.05, # Held-out images, for the reconstruction loss on unseen images
             seed:int=0, num_workers:int=0, stats=imagenet_stats, **kwargs):
     "fastai DataLoaders of unlabeled, MAE-augmented images."
     dblock = DataBlock(blocks=(ImageBlock,), splitter=RandomSplitter(valid_pct, seed=seed),
-                       item_tfms=[RandomResizedCrop(img_size, min_scale=0.2, resamples=(Image.BICUBIC, Image.BICUBIC)), FlipItem(0.5)],
+                       item_tfms=[RandomResizedCrop(img_size, min_scale=0.2, resamples=(Image.BICUBIC, Image.BICUBIC)),
+                                  FlipItem(0.5)],
                        batch_tfms=Normalize.from_stats(*stats))
     return dblock.dataloaders(items, bs=bs, num_workers=num_workers, **kwargs)
 
@@ -327,7 +333,8 @@ def reconstruct(model:nn.Module, imgs:torch.Tensor, mask_ratio:float|None=None):
 def show_reconstructions(model:nn.Module, imgs:torch.Tensor, # Normalised images
                          stats=imagenet_stats, n:int=6, mask_ratio:float|None=None, seed:int=0):
     "A figure: originals, masked inputs (hidden patches grey), reconstructions, one column per image."
-    was = model.training; model.eval()
+    was = model.training
+    model.eval()
     imgs, dev = imgs[:n], next(model.parameters()).device
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -340,7 +347,8 @@ def show_reconstructions(model:nn.Module, imgs:torch.Tensor, # Normalised images
     fig, axs = plt.subplots(3, len(imgs), figsize=(1.4*len(imgs), 4.4), squeeze=False)
     for i, (row, title) in enumerate([(imgs, 'original'), (masked, 'masked'), (rec, 'reconstruction')]):
         for j in range(len(imgs)):
-            axs[i, j].imshow(show(row[j])); axs[i, j].axis('off')
+            axs[i, j].imshow(show(row[j]))
+            axs[i, j].axis('off')
         axs[i, 0].set_title(title, fontsize=8, loc='left')
     fig.tight_layout()
     return fig
@@ -372,7 +380,8 @@ def pretrain(items:list, # Image paths (see `image_items`)
                    images_per_s=round(len(dls.train.items) * epochs / wall, 1), world_size=world, steps=learn.train_iter,
                    train_loss=float(learn.recorder.values[-1][0]), valid_loss=float(learn.recorder.values[-1][1]))
     if rank == 0:
-        out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
         cfg = dict(arch=arch, img_size=img_size, num_classes=0, method=metrics['method'], init=str(init or 'scratch'))
         save_encoder(model, out/'encoder.safetensors', cfg)
         rec = pd.DataFrame(learn.recorder.values, columns=learn.recorder.metric_names[1:len(learn.recorder.values[0])+1])
@@ -421,7 +430,8 @@ def to_input(x:np.ndarray, # uint8 (N, H, W) or (N, H, W, 3) images
 @torch.no_grad()
 def frozen_features(encoder:nn.Module, x:torch.Tensor, bs:int=512)->torch.Tensor:
     "Pooled pre-logit features of a headless timm encoder, in eval mode."
-    was = encoder.training; encoder.eval()
+    was = encoder.training
+    encoder.eval()
     out = torch.cat([encoder.forward_head(encoder.forward_features(x[i:i+bs]), pre_logits=True) for i in range(0, len(x), bs)])
     encoder.train(was)
     return out
