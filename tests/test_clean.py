@@ -1,9 +1,9 @@
-"End-to-end: build a small default dataset, clean it, and measure the cleaning against the injected truth."
+"End-to-end: build a small default dataset, run stage 00 on it (`data_clean`), measure the cleaning against the truth."
 import json
 import pandas as pd
 import pytest
 from fgia_nb.sources import make_default_dataset, answers_dir
-from fgia_nb.clean import clean_data, evaluate_cleaning, read_manifest, manifest_items
+from fgia_nb.clean import data_clean, evaluate_cleaning, read_manifest, manifest_items
 from fgia_nb.core import read_run
 
 REQUIRED = ['zero_byte', 'truncated', 'not_image', 'tiny', 'ambiguous']
@@ -14,7 +14,7 @@ def cleaned(tmp_path_factory):
     root = make_default_dataset(t/'data', n_max=1000, n_testa=40, n_testb=60, seed=3,
                                 noise=dict(zero_byte=0.01, truncated=0.01, not_image=0.01, tiny=0.01, ambiguous=0.01))
     out = t/'out'
-    df = clean_data(root, out, n_workers=2, progress=False)
+    df = data_clean(str(root), str(out), n_workers=2)
     return root, out, df
 
 def test_every_file_is_in_the_manifest(cleaned):
@@ -42,3 +42,5 @@ def test_outputs_and_run_record(cleaned):
     lines = (out/'train_clean.txt').read_text().splitlines()
     assert len(lines) == ((df.split == 'train') & (df.status != 'dropped')).sum()
     assert (out/'thumbs.npy').exists()
+    assert {'report.md', 'class_distribution.png', 'rejects.png'} <= {p.name for p in out.iterdir()}
+    assert f'{len(df)} files' in (out/'report.md').read_text()
