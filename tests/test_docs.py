@@ -1,18 +1,20 @@
-"""Browser tests of the documentation: the static docs site and a notebook opened in JupyterLab, in headless Chromium.
+"""Browser tests of the documentation: the static docs site and a notebook opened in JupyterLab, in headless
+Chromium.
 
 Needs Debian's `chromium` and `chromium-driver` (`make browser`) and selenium (the dev extras). Everything listens on
 127.0.0.1 only, and every wait is bounded."""
-import os, sys, time, shutil, signal, socket, secrets, threading, subprocess, functools, json, urllib.request, urllib.error
+import os, sys, time, shutil, signal, socket, secrets, threading, subprocess, functools, json, importlib.util
+import urllib.request, urllib.error
 from http.server import ThreadingHTTPServer, SimpleHTTPRequestHandler
-from pathlib import Path
 import pytest, psutil
 from fgia_nb.core import project_root
 from fgia_nb.docs import build_docs, doc_notebooks, nb_title
 
 ROOT = project_root()
 STAGE = '00_data_clean'
-CHROME_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-                '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage', '--window-size=1280,1000']
+CHROME_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+                '--disable-background-networking', '--disable-component-update', '--disable-sync',
+                '--disable-dev-shm-usage', '--window-size=1280,1000']
 
 def _tools():
     "Paths of chromium and chromedriver and the selenium module, or a failure saying how to get them."
@@ -21,8 +23,8 @@ def _tools():
     missing = [n for n, p in (('chromium', chromium), ('chromedriver', driver)) if not p]
     if missing: pytest.fail(f'{" and ".join(missing)} not found on PATH: run `make browser` '
                             f'(as root: apt-get install -y chromium chromium-driver)', pytrace=False)
-    try: import selenium  # noqa: F401
-    except ImportError: pytest.fail('selenium is not installed: run `make test` (it is in the dev extras)', pytrace=False)
+    if importlib.util.find_spec('selenium') is None:
+        pytest.fail('selenium is not installed: run `make test` (it is in the dev extras)', pytrace=False)
     return chromium, driver
 
 @pytest.fixture(scope='module')
@@ -36,7 +38,8 @@ def browser(tmp_path_factory):
     for f in CHROME_FLAGS + [f'--user-data-dir={tmp_path_factory.mktemp("chromium-profile")}']: opts.add_argument(f)
     d = webdriver.Chrome(options=opts, service=Service(executable_path=driver_path, log_output=subprocess.DEVNULL))
     try:
-        d.set_page_load_timeout(30); d.set_script_timeout(30)
+        d.set_page_load_timeout(30)
+        d.set_script_timeout(30)
         yield d
     finally: d.quit()
 
@@ -48,9 +51,13 @@ def site(tmp_path_factory):
     "The docs, built into a temporary folder and served on a free loopback port: `(folder, base url)`."
     out = build_docs(tmp_path_factory.mktemp('docs')/'_docs', quarto=False)
     srv = ThreadingHTTPServer(('127.0.0.1', 0), functools.partial(_Quiet, directory=str(out)))
-    th = threading.Thread(target=srv.serve_forever, daemon=True); th.start()
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
     try: yield out, f'http://127.0.0.1:{srv.server_address[1]}'
-    finally: srv.shutdown(); srv.server_close(); th.join(10)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        th.join(10)
 
 def _images(d):
     "`(number of img elements, number loaded with a non-zero natural width)` on the current page."
@@ -79,17 +86,20 @@ def test_docs_site(browser, site, tmp_path):
         title, sub = nb_title(p)
         links = d.find_elements(By.CSS_SELECTOR, f'.jp-MarkdownCell li a[href="{p.stem}.html"]')
         assert [a.text for a in links] == [title], f'index: no list link to {p.stem}.html titled {title!r}'
-        assert sub.replace('`', '')[:30] in links[0].find_element(By.XPATH, '..').text, f'index: subtitle of {p.stem} missing'
+        assert sub.replace('`', '')[:30] in links[0].find_element(By.XPATH, '..').text, \
+            f'index: subtitle of {p.stem} missing'
     # follow the link, as a reader would
     d.find_element(By.CSS_SELECTOR, f'.jp-MarkdownCell li a[href="{STAGE}.html"]').click()
-    _wait(d, lambda d: d.current_url.endswith(f'/{STAGE}.html') and d.execute_script('return document.readyState') == 'complete',
-          30, f'the {STAGE} page did not load')
+    on_stage_page = lambda d: (d.current_url.endswith(f'/{STAGE}.html')
+                               and d.execute_script('return document.readyState') == 'complete')
+    _wait(d, on_stage_page, 30, f'the {STAGE} page did not load')
     title, sub = nb_title(ROOT/'nbs'/f'{STAGE}.ipynb')
     assert d.title == title
     assert d.find_element(By.TAG_NAME, 'h1').text.strip().startswith(title)
     body = d.find_element(By.TAG_NAME, 'body').text
     assert sub.split('`')[0][:30] in body
-    assert 'clean_data' in [h.text.strip() for h in d.find_elements(By.TAG_NAME, 'h3')], 'no show_doc section for clean_data'
+    h3s = [h.text.strip() for h in d.find_elements(By.TAG_NAME, 'h3')]
+    assert 'clean_data' in h3s, 'no show_doc section for clean_data'
     assert '#| export' not in body and '#| hide' not in body, 'nbdev directives leaked into the page'
     n, loaded = _wait(d, lambda d: (lambda r: r if r[0] and r[0] == r[1] else False)(_images(d)), 20,
                       f'the plots of {STAGE} did not all load')
@@ -103,7 +113,8 @@ def test_docs_site(browser, site, tmp_path):
 
 def _free_port():
     with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
 
 def _get(url, timeout=5):
     with urllib.request.urlopen(url, timeout=timeout) as r: return r.status, r.read()
@@ -113,16 +124,19 @@ def jupyterlab(tmp_path):
     "JupyterLab on a free loopback port with a token, root dir the repo; shut down (kernels too) whatever happens."
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ, 'JUPYTER_RUNTIME_DIR': str(tmp_path/'runtime'), 'JUPYTER_CONFIG_DIR': str(tmp_path/'config'),
-           'JUPYTERLAB_WORKSPACES_DIR': str(tmp_path/'workspaces'), 'JUPYTERLAB_SETTINGS_DIR': str(tmp_path/'settings')}
-    for plugin, settings in (('docmanager-extension/plugin', {'autosave': False}),   # never write to the repo's notebooks
+           'JUPYTERLAB_WORKSPACES_DIR': str(tmp_path/'workspaces'),
+           'JUPYTERLAB_SETTINGS_DIR': str(tmp_path/'settings')}
+    for plugin, settings in (('docmanager-extension/plugin', {'autosave': False}),   # never write to the repo's nbs
                              ('apputils-extension/notification', {'fetchNews': 'false', 'checkForUpdates': False})):
         f = tmp_path/'settings'/f'@jupyterlab/{plugin}.jupyterlab-settings'
-        f.parent.mkdir(parents=True, exist_ok=True); f.write_text(json.dumps(settings))
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps(settings))
     log = open(tmp_path/'jupyterlab.log', 'wb')
     cmd = [sys.executable, '-m', 'jupyterlab', '--no-browser', '--ip=127.0.0.1', f'--port={port}', '--port-retries=0',
            f'--IdentityProvider.token={token}', f'--ServerApp.root_dir={ROOT}', '--allow-root',
            '--LabApp.news_url=', '--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate']
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
     base = f'http://127.0.0.1:{port}'
     def _log(): return (tmp_path/'jupyterlab.log').read_text(errors='replace')[-3000:]
     try:
@@ -146,7 +160,9 @@ def jupyterlab(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGTERM)
             try: proc.wait(10)
-            except subprocess.TimeoutExpired: os.killpg(proc.pid, signal.SIGKILL); proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
         for p in started:   # whatever the server left behind
             try: p.kill()
             except psutil.Error: pass
@@ -159,16 +175,25 @@ def test_jupyterlab_opens_stage_notebook(browser, jupyterlab, tmp_path):
     d = browser
     d.get(f'{base}/lab/tree/nbs/{STAGE}.ipynb?reset&token={token}')
     title, _ = nb_title(ROOT/'nbs'/f'{STAGE}.ipynb')
-    code_src = [''.join(c['source']) for c in json.loads((ROOT/'nbs'/f'{STAGE}.ipynb').read_text())['cells'] if c['cell_type'] == 'code']
+    cells = json.loads((ROOT/'nbs'/f'{STAGE}.ipynb').read_text())['cells']
+    code_src = [''.join(c['source']) for c in cells if c['cell_type'] == 'code']
     n_code, first_line = len(code_src), code_src[0].strip().splitlines()[0]
     cells_css = '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell'
-    _wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, cells_css)) > 5, 60, f'JupyterLab did not render the cells of {STAGE}')
-    h1 = _wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, '.jp-MarkdownCell .jp-RenderedMarkdown h1'), 30, 'no rendered title cell')
+    _wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, cells_css)) > 5, 60,
+          f'JupyterLab did not render the cells of {STAGE}')
+    h1 = _wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, '.jp-MarkdownCell .jp-RenderedMarkdown h1'), 30,
+               'no rendered title cell')
     assert h1[0].text.strip().startswith(title), h1[0].text
     code = d.find_elements(By.CSS_SELECTOR, '.jp-Notebook .jp-CodeCell')   # Lab renders only the cells near the view
     assert 3 <= len(code) <= n_code, f'{len(code)} code cells in the DOM, the notebook has {n_code}'
     assert first_line in code[0].text, f'the first code cell does not show {first_line!r}: {code[0].text!r}'
-    imgs = _wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, '.jp-OutputArea-output img'), 30, f'no output image in {STAGE}')
+    def _scrolled_to_image(d):   # Lab renders only the cells near the view: page down until an image shows
+        imgs = d.find_elements(By.CSS_SELECTOR, '.jp-OutputArea-output img')
+        if not imgs: d.execute_script("const s = document.querySelector("
+                                      "'.jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer');"
+                                      "if (s) s.scrollTop += s.clientHeight;")
+        return imgs
+    imgs = _wait(d, _scrolled_to_image, 30, f'no output image in {STAGE}')
     imgs[0].location_once_scrolled_into_view
     _wait(d, lambda d: d.execute_script('return arguments[0].complete && arguments[0].naturalWidth', imgs[0]), 20,
           'the first output image did not load')
