@@ -40,11 +40,12 @@ __all__ = ['AdamW95', 'create_encoder', 'patchify', 'unpatchify', 'random_maskin
 # %% ../nbs/02_mae_pretrain.ipynb #16637bbd
 def create_encoder(arch:str='vit_demo', # `vit_demo`, `swinv2_demo`, `vit_l`, ... or a timm model name
                    img_size:int|None=None, # Input size (default: the arch's own)
-                   init:str|Path|None=None, # None/'scratch', 'hub' (timm's weights, e.g. `vit_l` = `vit_large_patch16_224.mae`) or a weights file
+                   init:str|Path|None=None, # None/'scratch', 'hub' (timm's, `vit_l`: MAE's) or a weights file
                    **kwargs)->nn.Module:
     "A headless timm encoder for masked-image pretraining, optionally initialised from `init`."
     weights = None if init in (None, '', 'scratch') else init
-    if weights not in (None, 'hub') and not Path(weights).is_file(): raise FileNotFoundError(f'init weights file {weights} does not exist')
+    if weights not in (None, 'hub') and not Path(weights).is_file():
+        raise FileNotFoundError(f'init weights file {weights} does not exist')
     enc, _ = create_backbone(arch, weights=weights, img_size=img_size, strict=False, **kwargs)
     return enc
 
@@ -58,6 +59,7 @@ def patchify(imgs:torch.Tensor, # (B, C, H, W)
     x = imgs.reshape(B, C, H//p, p, W//p, p)
     return x.permute(0, 2, 4, 3, 5, 1).reshape(B, (H//p)*(W//p), p*p*C)
 
+# %% ../nbs/02_mae_pretrain.ipynb #30fc0e0f
 def unpatchify(x:torch.Tensor, # (B, L, p*p*C)
                p:int, # Patch size
                hw:tuple[int,int]|None=None # Patch grid (default: square)
@@ -91,6 +93,7 @@ def normalize_patches(patches:torch.Tensor, # (B, L, D) pixel patches
     mean, var = patches.mean(-1, keepdim=True), patches.var(-1, keepdim=True)
     return (patches - mean) / (var + eps).sqrt()
 
+# %% ../nbs/02_mae_pretrain.ipynb #9679f153
 def masked_mse(pred:torch.Tensor, # (B, L, D) predicted patches
                target:torch.Tensor, # (B, L, D) target patches
                mask:torch.Tensor # (B, L), 1 = hidden
@@ -108,7 +111,8 @@ class MAE(nn.Module):
                  mlp_ratio:float=4.):
         super().__init__()
         if not isinstance(encoder, VisionTransformer):
-            raise TypeError(f'MAE needs a timm VisionTransformer, got {type(encoder).__name__} (use SimMIM for Swin-V2)')
+            raise TypeError(f'MAE needs a timm VisionTransformer, got {type(encoder).__name__} '
+                            '(use SimMIM for Swin-V2)')
         if getattr(encoder, 'dynamic_img_size', False): raise ValueError('MAE needs a ViT with a fixed img_size')
         self.encoder, self.mask_ratio, self.norm_pix = encoder, mask_ratio, norm_pix
         pe, D = encoder.patch_embed, encoder.embed_dim
@@ -119,8 +123,10 @@ class MAE(nn.Module):
         else: self.enc_norm = nn.LayerNorm(D, eps=1e-6)
         self.decoder_embed = nn.Linear(D, decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
-        self.register_buffer('decoder_pos_embed', build_sincos2d_pos_embed(list(self.grid), decoder_dim)[None], persistent=False)
-        self.decoder_blocks = nn.Sequential(*[Block(decoder_dim, decoder_heads, mlp_ratio, qkv_bias=True) for _ in range(decoder_depth)])
+        pos = build_sincos2d_pos_embed(list(self.grid), decoder_dim)[None]
+        self.register_buffer('decoder_pos_embed', pos, persistent=False)
+        blocks = [Block(decoder_dim, decoder_heads, mlp_ratio, qkv_bias=True) for _ in range(decoder_depth)]
+        self.decoder_blocks = nn.Sequential(*blocks)
         self.decoder_norm = nn.LayerNorm(decoder_dim, eps=1e-6)
         self.decoder_pred = nn.Linear(decoder_dim, self.p**2 * self.in_chans)
         trunc_normal_(self.mask_token, std=.02)
@@ -149,6 +155,9 @@ def _mae_encode(self:MAE, imgs:torch.Tensor, mask_ratio:float|None=None):
     x = self.enc_norm(enc.norm(enc.blocks(x)))
     return x, mask, ids_restore
 
+MAE.encode = _mae_encode
+
+# %% ../nbs/02_mae_pretrain.ipynb #03bdb7ac
 def _mae_decode(self:MAE, latent:torch.Tensor, ids_restore:torch.Tensor)->torch.Tensor:
     "Predict every patch's pixels (B, L, p*p*C) from the encoded visible tokens."
     npt = self.encoder.num_prefix_tokens
@@ -159,6 +168,9 @@ def _mae_decode(self:MAE, latent:torch.Tensor, ids_restore:torch.Tensor)->torch.
     x = self.decoder_norm(self.decoder_blocks(torch.cat([x[:, :npt], seq], 1)))
     return self.decoder_pred(x[:, npt:])
 
+MAE.decode = _mae_decode
+
+# %% ../nbs/02_mae_pretrain.ipynb #73c7892e
 def _mae_predict(self:MAE, imgs:torch.Tensor, mask_ratio:float|None=None):
     "(loss, predicted patches, mask) for a batch of images."
     imgs = imgs.as_subclass(torch.Tensor)  # fastai's TensorImage would slow every op down
@@ -168,10 +180,10 @@ def _mae_predict(self:MAE, imgs:torch.Tensor, mask_ratio:float|None=None):
     if self.norm_pix: target = normalize_patches(target)
     return masked_mse(pred, target, mask), pred, mask
 
-MAE.encode, MAE.decode, MAE.predict = _mae_encode, _mae_decode, _mae_predict
+MAE.predict = _mae_predict
 MAE.forward = lambda self, imgs: self.predict(imgs)[0]
 
-# %% ../nbs/02_mae_pretrain.ipynb #2b422d45
+# %% ../nbs/02_mae_pretrain.ipynb #4c380f3e
 def block_mask(B:int, # Batch size
                grid:int, # Mask grid side (image size // mask patch size)
                ratio:float, # Fraction of mask patches hidden
@@ -182,30 +194,35 @@ def block_mask(B:int, # Batch size
     ranks = torch.rand(B, n, device=device).argsort(1).argsort(1)
     return (ranks < k).float().reshape(B, grid, grid)
 
+# %% ../nbs/02_mae_pretrain.ipynb #2b422d45
 class SimMIM(nn.Module):
     "SimMIM around a timm `SwinTransformerV2`; `forward(imgs)` returns the masked-pixel L1 loss."
     def __init__(self, encoder:SwinTransformerV2, # The encoder (modified in place by training)
                  mask_ratio:float=0.6, # Fraction of mask patches hidden
                  mask_patch:int|None=None): # Mask granularity in pixels (default: the encoder's total stride)
         super().__init__()
-        if not isinstance(encoder, SwinTransformerV2): raise TypeError(f'SimMIM needs a timm SwinTransformerV2, got {type(encoder).__name__}')
+        if not isinstance(encoder, SwinTransformerV2):
+            raise TypeError(f'SimMIM needs a timm SwinTransformerV2, got {type(encoder).__name__}')
         self.encoder, self.mask_ratio = encoder, mask_ratio
         pe = encoder.patch_embed
         self.p, self.img_size, self.in_chans = pe.patch_size[0], pe.img_size[0], pe.proj.in_channels
         self.stride = encoder.feature_info[-1]['reduction']
         self.mask_patch = mask_patch or self.stride
         if self.mask_patch % self.p or self.img_size % self.mask_patch:
-            raise ValueError(f'mask_patch {self.mask_patch} must be a multiple of the patch size {self.p} and divide the image size {self.img_size}')
+            raise ValueError(f'mask_patch {self.mask_patch} must be a multiple of the patch size {self.p} '
+                             f'and divide the image size {self.img_size}')
         self.mask_token = nn.Parameter(torch.zeros(1, 1, 1, pe.proj.out_channels))
         trunc_normal_(self.mask_token, std=.02)
-        self.decoder = nn.Sequential(nn.Conv2d(encoder.num_features, self.stride**2 * self.in_chans, 1), nn.PixelShuffle(self.stride))
+        self.decoder = nn.Sequential(nn.Conv2d(encoder.num_features, self.stride**2 * self.in_chans, 1),
+                                     nn.PixelShuffle(self.stride))
 
 # %% ../nbs/02_mae_pretrain.ipynb #a0e1bd61
 def _simmim_predict(self:SimMIM, imgs:torch.Tensor, mask_ratio:float|None=None):
     "(loss, reconstruction (B, C, H, W), pixel mask (B, H, W) with 1 = hidden)."
     imgs = imgs.as_subclass(torch.Tensor)
     B = imgs.shape[0]
-    m = block_mask(B, self.img_size // self.mask_patch, self.mask_ratio if mask_ratio is None else mask_ratio, imgs.device)
+    ratio = self.mask_ratio if mask_ratio is None else mask_ratio
+    m = block_mask(B, self.img_size // self.mask_patch, ratio, imgs.device)
     r = self.mask_patch // self.p
     mtok = m.repeat_interleave(r, 1).repeat_interleave(r, 2)[..., None]     # (B, h, w, 1) at token resolution
     x = self.encoder.patch_embed(imgs)
@@ -228,9 +245,12 @@ def mim_model(encoder:nn.Module, # A timm VisionTransformer or SwinTransformerV2
              )->nn.Module:
     "MAE for a ViT, SimMIM for a Swin-V2."
     if isinstance(encoder, VisionTransformer):
-        return MAE(encoder, decoder_dim, decoder_depth, decoder_heads, 0.75 if mask_ratio is None else mask_ratio, norm_pix)
-    if isinstance(encoder, SwinTransformerV2): return SimMIM(encoder, 0.6 if mask_ratio is None else mask_ratio, mask_patch)
-    raise TypeError(f'no masked-image pretraining for {type(encoder).__name__}: use a timm VisionTransformer or SwinTransformerV2')
+        ratio = 0.75 if mask_ratio is None else mask_ratio
+        return MAE(encoder, decoder_dim, decoder_depth, decoder_heads, ratio, norm_pix)
+    if isinstance(encoder, SwinTransformerV2):
+        return SimMIM(encoder, 0.6 if mask_ratio is None else mask_ratio, mask_patch)
+    raise TypeError(f'no masked-image pretraining for {type(encoder).__name__}: '
+                    'use a timm VisionTransformer or SwinTransformerV2')
 
 # %% ../nbs/02_mae_pretrain.ipynb #e36f786f
 def image_items(source:str|Path, # A manifest.parquet, a stage-00 run folder, or a folder of images
@@ -283,11 +303,12 @@ def mim_dls(items:list, # Image paths
 
 # %% ../nbs/02_mae_pretrain.ipynb #905077d3
 def param_groups(model:nn.Module)->list[list]:
-    "[decayed, not decayed], the latter by `fgia_nb.optim.no_weight_decay`: 1-d params (norms, biases), position tables, tokens."
+    "[decayed, not decayed]: the latter by `fgia_nb.optim.no_weight_decay` (norms, biases, position tables, tokens)."
     nwd = no_weight_decay(model)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     return [[p for n, p in named if n not in nwd], [p for n, p in named if n in nwd]]
 
+# %% ../nbs/02_mae_pretrain.ipynb #ac1e9024
 AdamW95 = partial(Adam, mom=0.9, sqr_mom=0.95, eps=1e-8, decouple_wd=True)
 
 def fit_mim(learn:Learner, epochs:int, lr:float,
@@ -330,6 +351,7 @@ def reconstruct(model:nn.Module, imgs:torch.Tensor, mask_ratio:float|None=None):
         mpix = unpatchify(m.expand_as(t), model.p, model.grid)[:, :1]
         return unpatchify(t*(1-m) + pred*m, model.p, model.grid), mpix
 
+# %% ../nbs/02_mae_pretrain.ipynb #041adf03
 def show_reconstructions(model:nn.Module, imgs:torch.Tensor, # Normalised images
                          stats=imagenet_stats, n:int=6, mask_ratio:float|None=None, seed:int=0):
     "A figure: originals, masked inputs (hidden patches grey), reconstructions, one column per image."
@@ -374,17 +396,20 @@ def pretrain(items:list, # Image paths (see `image_items`)
     learn = mim_learner(dls, model)
     to_distributed(learn)
     t0 = time.time()
-    with (contextlib.nullcontext() if show_bar and rank == 0 else learn.no_bar()): fit_mim(learn, epochs, lr, wd, warmup)
+    with (contextlib.nullcontext() if show_bar and rank == 0 else learn.no_bar()):
+        fit_mim(learn, epochs, lr, wd, warmup)
     wall = time.time() - t0
     metrics = dict(method=type(model).__name__, n_images=len(items), epochs=epochs, train_s=round(wall, 1),
-                   images_per_s=round(len(dls.train.items) * epochs / wall, 1), world_size=world, steps=learn.train_iter,
+                   images_per_s=round(len(dls.train.items) * epochs / wall, 1), world_size=world,
+                   steps=learn.train_iter,
                    train_loss=float(learn.recorder.values[-1][0]), valid_loss=float(learn.recorder.values[-1][1]))
     if rank == 0:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         cfg = dict(arch=arch, img_size=img_size, num_classes=0, method=metrics['method'], init=str(init or 'scratch'))
         save_encoder(model, out/'encoder.safetensors', cfg)
-        rec = pd.DataFrame(learn.recorder.values, columns=learn.recorder.metric_names[1:len(learn.recorder.values[0])+1])
+        names = learn.recorder.metric_names[1:len(learn.recorder.values[0])+1]
+        rec = pd.DataFrame(learn.recorder.values, columns=names)
         with atomic_path(out/'losses.csv') as tmp: rec.to_csv(tmp, index=False)
         fig = show_reconstructions(model, dls.valid.one_batch()[0] if len(dls.valid) else dls.train.one_batch()[0])
         with atomic_path(out/'reconstructions.png') as tmp: fig.savefig(tmp, dpi=120)
@@ -427,22 +452,26 @@ def to_input(x:np.ndarray, # uint8 (N, H, W) or (N, H, W, 3) images
     mean, std = (torch.tensor(s)[:, None, None] for s in stats)
     return (t - mean) / std
 
+# %% ../nbs/02_mae_pretrain.ipynb #ff7d3262
 @torch.no_grad()
 def frozen_features(encoder:nn.Module, x:torch.Tensor, bs:int=512)->torch.Tensor:
     "Pooled pre-logit features of a headless timm encoder, in eval mode."
     was = encoder.training
     encoder.eval()
-    out = torch.cat([encoder.forward_head(encoder.forward_features(x[i:i+bs]), pre_logits=True) for i in range(0, len(x), bs)])
+    pooled = lambda xb: encoder.forward_head(encoder.forward_features(xb), pre_logits=True)
+    out = torch.cat([pooled(x[i:i+bs]) for i in range(0, len(x), bs)])
     encoder.train(was)
     return out
 
+# %% ../nbs/02_mae_pretrain.ipynb #226edf7d
 def probe_scores(ftr:torch.Tensor, ytr, fte:torch.Tensor, yte, k:int=20)->dict:
     "Accuracy of a logistic-regression probe and of a cosine k-NN vote on frozen features."
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
     ytr, yte = np.asarray(ytr), np.asarray(yte)
     sc = StandardScaler().fit(ftr.numpy())
-    lin = LogisticRegression(max_iter=2000).fit(sc.transform(ftr.numpy()), ytr).score(sc.transform(fte.numpy()), yte)
+    lin = LogisticRegression(max_iter=2000).fit(sc.transform(ftr.numpy()), ytr)
+    lin = lin.score(sc.transform(fte.numpy()), yte)
     a, b = F.normalize(fte, dim=1), F.normalize(ftr, dim=1)
     nn_idx = (a @ b.T).topk(k, dim=1).indices
     votes = torch.from_numpy(ytr)[nn_idx]
@@ -458,20 +487,23 @@ def finetune_score(encoder:nn.Module, # Headless timm encoder (trained in place)
     from fastai.data.load import DataLoader
     from fastai.metrics import accuracy
     from fastai.losses import CrossEntropyLossFlat
-    from fastai.callback.core import Callback
     torch.manual_seed(seed)
     n_cls = int(max(np.max(ytr), np.max(yte))) + 1
     encoder.reset_classifier(n_cls)
     ds = lambda x, y: list(zip(x, torch.as_tensor(np.asarray(y))))
-    dls = DataLoaders(DataLoader(ds(xtr, ytr), bs=bs, shuffle=True, drop_last=True), DataLoader(ds(xte, yte), bs=512))
+    dls = DataLoaders(DataLoader(ds(xtr, ytr), bs=bs, shuffle=True, drop_last=True),
+                      DataLoader(ds(xte, yte), bs=512))
     class _Flip(Callback):
         def before_batch(self):
-            if self.training: self.learn.xb = (torch.where(torch.rand(len(self.xb[0]), 1, 1, 1) < 0.5, self.xb[0].flip(3), self.xb[0]),)
+            if not self.training: return
+            x = self.xb[0]
+            self.learn.xb = (torch.where(torch.rand(len(x), 1, 1, 1) < 0.5, x.flip(3), x),)
     learn = Learner(dls, encoder, loss_func=CrossEntropyLossFlat(), metrics=accuracy, opt_func=AdamW95, cbs=_Flip())
     with learn.no_bar(), learn.no_logging():
         learn.fit_one_cycle(epochs, lr, wd=wd)
         return round(float(learn.validate()[1]), 4)
 
+# %% ../nbs/02_mae_pretrain.ipynb #f14f8ab5
 def compare_starts(encoder_file:str|Path, # The pretrained encoder
                    arch:str='vit_demo', img_size:int=32,
                    n_probe:int=500, # Labelled images per class for the probes
@@ -498,7 +530,7 @@ def compare_starts(encoder_file:str|Path, # The pretrained encoder
 # %% ../nbs/02_mae_pretrain.ipynb #55274fbb
 def mae_pretrain(experiment:str='demo', # outputs/<experiment>/02_mae_pretrain/<run>/
                  run:str|None=None, # run folder name (default: the arch)
-                 arch:str='vit_demo', # a ViT (MAE) or Swin-V2 (SimMIM): vit_demo, swinv2_demo, vit_l, swinv2_l, timm name
+                 arch:str='vit_demo', # ViT (MAE) or Swin-V2 (SimMIM): vit_demo, swinv2_demo, vit_l, swinv2_l
                  img_size:int=32, # input size (224 for vit_l)
                  init:str='scratch', # 'scratch', 'hub' (vit_l: vit_large_patch16_224.mae) or a weights file
                  mask_ratio:float|None=None, # None: 0.75 for MAE, 0.6 for SimMIM
@@ -513,13 +545,13 @@ def mae_pretrain(experiment:str='demo', # outputs/<experiment>/02_mae_pretrain/<
                  warmup:float=0.1, # fraction of the steps spent warming up
                  splits:str='train,testa', # manifest splits to pretrain on
                  max_images:int|None=None, # a random subset of this many images
-                 source:str|None=None, # manifest, stage-00 run folder or image folder (default: the experiment's stage 00)
+                 source:str|None=None, # manifest, stage-00 run or image folder (None: the experiment's stage 00)
                  out_dir:str|None=None, # default: outputs/<experiment>/02_mae_pretrain/<run>
                  num_processes:int=1, # more than 1: accelerate launch
                  accelerate_args:str='', # extra `accelerate launch` options, e.g. '--mixed_precision bf16'
                  num_workers:int=0, # loader workers
                  seed:int=42, # random seed
-                 evaluate:bool=True # compare the encoder with a random start on Fashion-MNIST (demo archs, default data)
+                 evaluate:bool=True # compare with a random start on Fashion-MNIST (demo archs, default data)
                 )->dict:
     "Stage 02: pretrain an encoder with MAE or SimMIM, write it with a picture and a run record; return the metrics."
     params = dict(locals())
@@ -529,8 +561,9 @@ def mae_pretrain(experiment:str='demo', # outputs/<experiment>/02_mae_pretrain/<
         from fgia_nb.clean import clean_data
         clean_data(make_default_dataset(), src, progress=False)
     out = Path(out_dir) if out_dir else run_dir(experiment, '02_mae_pretrain', run or arch)
-    kw = dict(arch=arch, img_size=img_size, init=init, mask_ratio=mask_ratio, norm_pix=norm_pix, decoder_dim=decoder_dim,
-              decoder_depth=decoder_depth, decoder_heads=decoder_heads, epochs=epochs, lr=lr, bs=bs, wd=wd,
+    kw = dict(arch=arch, img_size=img_size, init=init, mask_ratio=mask_ratio, norm_pix=norm_pix,
+              decoder_dim=decoder_dim, decoder_depth=decoder_depth, decoder_heads=decoder_heads, epochs=epochs, lr=lr,
+              bs=bs, wd=wd,
               warmup=warmup, seed=seed, num_workers=num_workers)
     inputs = [src/'manifest.parquet' if (src/'manifest.parquet').exists() else src]
     if init not in (None, 'scratch', 'hub'): inputs.append(Path(init))
