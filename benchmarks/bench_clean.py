@@ -2,7 +2,7 @@
 
 Writes (once) a corpus of photo-like 256 px JPEGs with a few percent of defects (truncated, empty, HTML), then
 times, in interleaved blocks so that a change in the machine's load hits all three alike: the naive loop
-(`Image.open(p).convert('RGB')` plus a sha1 of the bytes, one process), `fgia_nb.clean.scan` in one process, and
+(`Image.open(p).convert('RGB')` plus a sha1 of the bytes, one process), `fgia_nb.data_clean.scan` in one process, and
 `scan` in `--n-workers` processes. Every timing runs `--repeats` times and the median is reported, as a ratio to
 the naive loop of the same run. It also measures how much parallelism the machine really has (`cpu_scaling`): on
 a shared or virtual machine two "cores" may not give twice the work.
@@ -17,7 +17,7 @@ from PIL import Image
 from fastcore.parallel import parallel
 from fastcore.script import call_parse
 from fgia_nb.core import project_root, atomic_write_text
-from fgia_nb.clean import scan
+from fgia_nb.data_clean import scan
 
 
 def photo(seed:int, size:int=256)->bytes:

@@ -49,7 +49,7 @@ def bench_mae(arch:str='vit_demo', # Encoder: `vit_demo` or a timm ViT name
               threads:int=1 # CPU threads for torch (0: torch's default); 1 is the steadiest on a shared machine
              )->dict:
     "Print MAE training throughput as a ratio to a full-token forward+backward of the same encoder."
-    from fgia_nb.mae import MAE, create_encoder
+    from fgia_nb.mae_pretrain import MAE, create_encoder
     dev = torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if device == 'auto' else device)
     if threads: torch.set_num_threads(threads)
     torch.manual_seed(0)

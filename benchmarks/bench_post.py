@@ -29,7 +29,7 @@ def _work(phase:str, args:dict):
     from fgia_nb.logits import open_logits, read_rows
     from fgia_nb.ensemble import ensemble
     from fgia_nb.redistribute import prior_match, winners_redistribute
-    from fgia_nb.soup import uniform_soup
+    from fgia_nb.model_soup import uniform_soup
     if phase == 'read':
         for f in args['models']:
             lg = open_logits(f)
@@ -49,7 +49,7 @@ def _work(phase:str, args:dict):
 
 def _phase_main(phase:str, args_json:str):
     "Run one phase in this process and print its wall time, CPU time, RSS before the work and peak RSS."
-    for m in ('torch', 'fgia_nb.logits', 'fgia_nb.ensemble', 'fgia_nb.redistribute', 'fgia_nb.soup'):
+    for m in ('torch', 'fgia_nb.logits', 'fgia_nb.ensemble', 'fgia_nb.redistribute', 'fgia_nb.model_soup'):
         __import__(m)   # imported before the clock starts and the RSS baseline is taken
     base = _rss_mb()
     ru = resource.getrusage(resource.RUSAGE_SELF)

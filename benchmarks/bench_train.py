@@ -17,7 +17,7 @@ from fastai.learner import Learner
 from fastai.data.core import DataLoaders
 from fastai.callback.schedule import ParamScheduler
 from fastai.torch_core import set_seed
-from fgia_nb.train import finetune_config, make_dls, build_model, param_groups, build_loss, adamw, warmup_cosine, group_lrs
+from fgia_nb.finetune import finetune_config, make_dls, build_model, param_groups, build_loss, adamw, warmup_cosine, group_lrs
 
 
 class TensorDL(torch.utils.data.DataLoader):

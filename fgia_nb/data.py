@@ -101,7 +101,7 @@ def load_manifest(m # A manifest DataFrame (with `attrs['data_root']`) or a `man
     "A manifest as a DataFrame with its data root in `attrs['data_root']`."
     if isinstance(m, pd.DataFrame): df = m
     else:
-        from fgia_nb.clean import read_manifest
+        from fgia_nb.data_clean import read_manifest
         df = read_manifest(m)
         p = Path(m)
         df.attrs['manifest_path'] = str(p/'manifest.parquet' if p.is_dir() else p)
@@ -487,7 +487,7 @@ def default_manifest(experiment:str='demo', # Experiment whose stage-00 output t
                                     're-run nbs/00_data_clean.ipynb')
     elif not build: raise FileNotFoundError(f'No stage-00 manifest in {d}: run nbs/00_data_clean.ipynb first')
     from fgia_nb.sources import make_default_dataset
-    from fgia_nb.clean import clean_data
+    from fgia_nb.data_clean import clean_data
     clean_data(make_default_dataset(), d, progress=False)
     return d
 

@@ -26,12 +26,12 @@ __all__ = ['doc_notebooks', 'nb_title', 'static_show_docs', 'quarto_opts', 'Nbde
 # %% ../nbs/11_docs.ipynb #9dbd4101
 def doc_notebooks(nbs_path:Path|str|None=None # Notebook folder (default `<root>/nbs`)
                  )->list[Path]:
-    "The notebooks that get a docs page: `index.ipynb` first, then the rest by name."
+    "The notebooks that get a docs page: `index.ipynb`, the foundations in `base/`, then the stages, each by name."
     nbs = Path(nbs_path or project_root()/'nbs')
     if not nbs.is_dir():
         raise FileNotFoundError(f'no notebook folder at {nbs}: run from the fgia_nb checkout (or set FGIA_ROOT)')
-    res = sorted(p for p in nbs.glob('*.ipynb') if not p.name.startswith(('_', '.')))
-    return sorted(res, key=lambda p: p.stem != 'index')
+    res = [p for p in nbs.rglob('*.ipynb') if not any(s.startswith(('_', '.')) for s in p.relative_to(nbs).parts)]
+    return sorted(res, key=lambda p: (p.stem != 'index', p.parent == nbs, p.relative_to(nbs).as_posix()))
 
 # %% ../nbs/11_docs.ipynb #b3330554
 _re_title = re.compile(r'^#\s+(.+?)\s*$', re.M)

@@ -188,7 +188,7 @@ def fgia_imports(src:str # Python code (a module, or a notebook cell)
     return mods
 
 # %% ../nbs/10_recipe.ipynb #a20d8c52
-def module_closure(mods:set # Module names of `fgia_nb`, e.g. {'train'}
+def module_closure(mods:set # Module names of `fgia_nb`, e.g. {'finetune'}
                   )->list[str]:
     "`mods` and every `fgia_nb` module they import, transitively, sorted."
     import fgia_nb

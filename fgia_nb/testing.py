@@ -31,7 +31,7 @@ def synthetic_manifest(dest:Path|str, # Folder to write the images into (the dat
                        size:int=40, # Image side in pixels
                        seed:int=0)->pd.DataFrame:
     "Write class-coloured JPEGs under `dest` and return their manifest (CONTRACTS.md columns, `attrs['data_root']`)."
-    from fgia_nb.clean import phash
+    from fgia_nb.data_clean import phash
     dest, rng, rows = Path(dest), np.random.default_rng(seed), []
     C = len(counts)
     cls = class_names(C)

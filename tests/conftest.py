@@ -2,7 +2,7 @@
 import json
 import pytest
 from fgia_nb.testing import synthetic_manifest
-from fgia_nb.clean import write_manifest
+from fgia_nb.data_clean import write_manifest
 
 def _make_manifest(root, counts=(40, 30, 20, 14)):
     "A small labelled manifest of coloured images (stage 01's synthetic data), written like stage 00's."

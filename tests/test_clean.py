@@ -3,7 +3,7 @@ import json
 import pandas as pd
 import pytest
 from fgia_nb.sources import make_default_dataset, answers_dir
-from fgia_nb.clean import data_clean, evaluate_cleaning, read_manifest, manifest_items
+from fgia_nb.data_clean import data_clean, evaluate_cleaning, read_manifest, manifest_items
 from fgia_nb.core import read_run
 
 REQUIRED = ['zero_byte', 'truncated', 'not_image', 'tiny', 'ambiguous']

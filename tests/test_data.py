@@ -2,7 +2,7 @@
 import json, os, subprocess, sys, textwrap
 
 from fgia_nb.testing import synthetic_manifest
-from fgia_nb.clean import write_manifest
+from fgia_nb.data_clean import write_manifest
 
 RANK_SCRIPT = textwrap.dedent('''
     import json, os, sys, torch, torch.distributed as dist

@@ -4,7 +4,7 @@ import numpy as np, timm, pytest
 from pathlib import Path
 from PIL import Image
 from safetensors.torch import load_file
-from fgia_nb.mae import launch_pretrain
+from fgia_nb.mae_pretrain import launch_pretrain
 
 def test_two_process_mae(tmp_path):
     imgs = tmp_path/'imgs'

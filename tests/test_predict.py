@@ -2,10 +2,10 @@
 import numpy as np, torch, pytest
 from pathlib import Path
 from fgia_nb.testing import synthetic_manifest
-from fgia_nb.clean import write_manifest
+from fgia_nb.data_clean import write_manifest
 from fgia_nb.heads import create_model
-from fgia_nb.train import save_checkpoint, model_config
-from fgia_nb.predict import predict_checkpoint, launch_predict
+from fgia_nb.finetune import save_checkpoint, model_config
+from fgia_nb.tta_predict import predict_checkpoint, launch_predict
 from fgia_nb.logits import open_logits, read_rows
 
 @pytest.fixture(scope='module')

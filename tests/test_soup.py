@@ -3,10 +3,10 @@ import json, pytest, torch
 from safetensors import safe_open
 from safetensors.torch import save_file, load_file
 from fgia_nb.testing import synthetic_manifest, toy_checkpoints
-from fgia_nb.clean import write_manifest
+from fgia_nb.data_clean import write_manifest
 from fgia_nb.heads import create_model
-from fgia_nb.train import save_checkpoint, model_config, load_model
-from fgia_nb.soup import uniform_soup, greedy_soup, accuracy_scorer
+from fgia_nb.finetune import save_checkpoint, model_config, load_model
+from fgia_nb.model_soup import uniform_soup, greedy_soup, accuracy_scorer
 
 def _cks(t, n=3):
     "`n` stage-04 checkpoints of the demo ViT with a linear head (optimizer state included)."

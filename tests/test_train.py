@@ -2,7 +2,7 @@
 import json, os, subprocess, sys, time
 import pytest, torch
 from safetensors.torch import load_file, save_file
-from fgia_nb.train import finetune_config, fit_run, list_checkpoints, load_model, read_checkpoint
+from fgia_nb.finetune import finetune_config, fit_run, list_checkpoints, load_model, read_checkpoint
 from fgia_nb.distributed import cli_args
 
 @pytest.fixture(scope='module')
@@ -31,7 +31,7 @@ def test_same_seed_same_weights(manifest, uninterrupted, tmp_path):
 def test_resume_after_kill_matches_uninterrupted(manifest, uninterrupted, tmp_path):
     cfg = cfg_for(manifest, tmp_path/'k')
     env = {**os.environ, 'OMP_NUM_THREADS': str(torch.get_num_threads())}
-    p = subprocess.Popen([sys.executable, '-m', 'fgia_nb.train', *cli_args(cfg), '--quiet', 'True'], env=env,
+    p = subprocess.Popen([sys.executable, '-m', 'fgia_nb.finetune', *cli_args(cfg), '--quiet', 'True'], env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     t0 = time.time()
     while not (tmp_path/'k'/'epoch_000.safetensors').exists():

@@ -3,7 +3,7 @@ import json, os
 from pathlib import Path
 import numpy as np, pytest
 from safetensors.torch import load_file
-from fgia_nb.train import finetune, list_checkpoints
+from fgia_nb.finetune import finetune, list_checkpoints
 
 AUDIT = Path(__file__).parent/'audit'   # its sitecustomize.py records each rank's file writes
 

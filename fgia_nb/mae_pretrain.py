@@ -263,7 +263,7 @@ def image_items(source:str|Path, # A manifest.parquet, a stage-00 run folder, or
     if src.suffix == '.parquet':
         if not src.exists():
             raise FileNotFoundError(f'no manifest at {src}: run stage 00 (nbs/00_data_clean.ipynb) first')
-        from fgia_nb.clean import read_manifest, manifest_items
+        from fgia_nb.data_clean import read_manifest, manifest_items
         df = read_manifest(src)
         splits = [s.strip() for s in splits.split(',')] if isinstance(splits, str) else list(splits)
         unknown = set(splits) - set(df.split.unique())
@@ -419,7 +419,7 @@ def pretrain(items:list, # Image paths (see `image_items`)
 # %% ../nbs/02_mae_pretrain.ipynb #a4c7bfe2
 def pretrain_worker(args_file:Path # `launch_args.json` written by `launch_pretrain`
                    ):
-    "Entry point of each process started by `launch_pretrain` (`python -m fgia_nb.mae ARGS_FILE`)."
+    "Entry point of each process started by `launch_pretrain` (`python -m fgia_nb.mae_pretrain ARGS_FILE`)."
     a = json.loads(Path(args_file).read_text())
     items = image_items(a.pop('source'), a.pop('splits'), a.pop('max_images'), a.get('seed', 42))
     res = pretrain(items, **a)
@@ -436,7 +436,7 @@ def launch_pretrain(source:str|Path, splits:str, max_images:int|None, out_dir:st
     out.mkdir(parents=True, exist_ok=True)
     args = dict(source=str(source), splits=splits, max_images=max_images, out_dir=str(out), show_bar=False, **kwargs)
     atomic_write_text(out/'launch_args.json', json.dumps(args, indent=1))
-    launch_module('fgia_nb.mae', [out/'launch_args.json'], num_processes, accelerate_args)
+    launch_module('fgia_nb.mae_pretrain', [out/'launch_args.json'], num_processes, accelerate_args)
     return json.loads((out/'metrics.json').read_text())
 
 # %% ../nbs/02_mae_pretrain.ipynb #5795a9f7
@@ -558,7 +558,7 @@ def mae_pretrain(experiment:str='demo', # outputs/<experiment>/02_mae_pretrain/<
     src = Path(source) if source else outputs_root()/experiment/'00_data_clean'/'default'
     if source is None and not (src/'manifest.parquet').exists():   # stage 00 has not run for this experiment: run it
         from fgia_nb.sources import make_default_dataset
-        from fgia_nb.clean import clean_data
+        from fgia_nb.data_clean import clean_data
         clean_data(make_default_dataset(), src, progress=False)
     out = Path(out_dir) if out_dir else run_dir(experiment, '02_mae_pretrain', run or arch)
     kw = dict(arch=arch, img_size=img_size, init=init, mask_ratio=mask_ratio, norm_pix=norm_pix,

@@ -430,7 +430,7 @@ def load_model(checkpoint:Path|str # A checkpoint of this stage (or a soup of st
     from fgia_nb.heads import create_model
     ck = read_checkpoint(checkpoint)
     if not ck.config.get('arch'):
-        raise ValueError(f'{checkpoint} has no fgia_config metadata: not a checkpoint of fgia_nb.train')
+        raise ValueError(f'{checkpoint} has no fgia_config metadata: not a checkpoint of fgia_nb.finetune')
     m = create_model(**{k: v for k, v in ck.config.items() if k != 'train'})
     m.load_state_dict(ck.model)
     return m.eval()
@@ -667,14 +667,14 @@ def launch(cfg:dict, # From `finetune_config`
     if n <= 1: return fit_run(cfg, quiet=quiet)
     preflight(cfg)   # fail here, not in N processes
     args = cli_args({k: v for k, v in cfg.items() if k != 'num_processes'})
-    launch_module('fgia_nb.train', [*args, '--quiet', str(quiet)], n)
+    launch_module('fgia_nb.finetune', [*args, '--quiet', str(quiet)], n)
     return Path(cfg['out_dir'])
 
 # %% ../nbs/04_finetune.ipynb #a7ec5dc0
 def train_cli(argv:list[str]|None=None # Command-line arguments (default: `sys.argv[1:]`)
              ):
-    "`python -m fgia_nb.train --arch vit_demo ...`: `finetune` from the command line, as each launched process runs it."
-    run_cli(finetune, argv, 'python -m fgia_nb.train')
+    "`python -m fgia_nb.finetune --arch vit_demo ...`: `finetune` from the command line, as each launched process runs it."
+    run_cli(finetune, argv, 'python -m fgia_nb.finetune')
     finish_distributed()
 
 if __name__ == '__main__' and '__file__' in globals(): train_cli()

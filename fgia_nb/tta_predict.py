@@ -109,7 +109,7 @@ def predict_checkpoint(checkpoint:Path|str, # A stage-04 checkpoint or a stage-0
                        progress:bool=True # Show a progress bar (on rank 0)
                       )->Path:
     "TTA logits of one split from a checkpoint, written as a logits folder; sharded across processes when distributed."
-    from fgia_nb.train import load_model, checkpoint_meta, _timm_name
+    from fgia_nb.finetune import load_model, checkpoint_meta, _timm_name
     from fgia_nb.data import test_dl, load_manifest, data_config
     cfg = checkpoint_meta(checkpoint).get('fgia_config', {})
     model = load_model(checkpoint)
@@ -154,9 +154,9 @@ def predict_checkpoint(checkpoint:Path|str, # A stage-04 checkpoint or a stage-0
 # %% ../nbs/05_tta_predict.ipynb #8a320f06
 def predict_cli(argv:list|None=None # Command-line arguments (default `sys.argv[1:]`)
                )->Path:
-    "`predict_checkpoint` from the command line, on this process's shard (`accelerate launch -m fgia_nb.predict ...`)."
+    "`predict_checkpoint` from the command line, on this process's shard (`accelerate launch -m fgia_nb.tta_predict ...`)."
     init_distributed()
-    out = run_cli(predict_checkpoint, argv, 'python -m fgia_nb.predict')
+    out = run_cli(predict_checkpoint, argv, 'python -m fgia_nb.tta_predict')
     finish_distributed()
     return out
 
@@ -166,7 +166,7 @@ def launch_predict(num_processes:int=1, # Processes; more than one runs under `a
                   )->Path:
     "`predict_checkpoint` in this process for one process, else on `num_processes` processes under `accelerate launch`."
     if num_processes <= 1: return predict_checkpoint(**kw)
-    launch_module('fgia_nb.predict', cli_args(kw), num_processes, echo=False)
+    launch_module('fgia_nb.tta_predict', cli_args(kw), num_processes, echo=False)
     return Path(kw['out'])
 
 # %% ../nbs/05_tta_predict.ipynb #405f20ed

@@ -164,9 +164,9 @@ def accuracy_scorer(checkpoint:Path|str, # Any ingredient: the model is built fr
                     max_items:int=1000, # Use at most this many rows (evenly spaced)
                     bs:int=128):
     "A `score_fn(state_dict) -> top-1` on labelled rows of a manifest."
-    from fgia_nb.train import load_model, checkpoint_meta, _timm_name
+    from fgia_nb.finetune import load_model, checkpoint_meta, _timm_name
     from fgia_nb.data import test_dl, load_manifest, data_config
-    from fgia_nb.predict import tta_logits
+    from fgia_nb.tta_predict import tta_logits
     cfg = checkpoint_meta(checkpoint)['fgia_config']
     df = load_manifest(manifest)
     rows = df[(df.split == split) & df.label.notna() & (df.status != 'dropped')]

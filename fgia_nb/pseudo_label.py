@@ -109,7 +109,7 @@ def write_pseudo(out:Path|str, # Run folder for the manifest
                  lg:Logits, # The scores folder (for `soft.npy`)
                  soft:bool=False, chunk:int=4096)->Path:
     "Write `manifest.parquet`, `classes.json` and optionally `soft.npy` (the kept rows' probabilities)."
-    from fgia_nb.clean import write_manifest
+    from fgia_nb.data_clean import write_manifest
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_manifest(rows.drop(columns='_row'), out/'manifest.parquet', rows.attrs['data_root'])
@@ -135,7 +135,7 @@ def pseudo_label(experiment:str='demo', # Experiment folder under outputs/
                  )->pd.DataFrame:
     "Stage 06: pseudo-label a test split from an ensemble's scores; the next round's manifest, a kept-per-class plot."
     params = dict(locals())
-    from fgia_nb.clean import read_manifest
+    from fgia_nb.data_clean import read_manifest
     lg = open_logits(Path(scores_dir) if scores_dir else outputs_root()/experiment/'08_ensemble'/split)
     man_path = Path(manifest) if manifest else outputs_root()/experiment/'00_data_clean'/'default'/'manifest.parquet'
     out = run_dir(experiment, '06_pseudo_label', run or f'{split}-{rule}')
