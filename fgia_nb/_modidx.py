@@ -227,6 +227,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'fgia_nb.finetune.checkpoint_path': ('finetune.html#checkpoint_path', 'fgia_nb/finetune.py'),
                                   'fgia_nb.finetune.finetune': ('finetune.html#finetune', 'fgia_nb/finetune.py'),
                                   'fgia_nb.finetune.finetune_config': ('finetune.html#finetune_config', 'fgia_nb/finetune.py'),
+                                  'fgia_nb.finetune.finetune_runs': ('finetune.html#finetune_runs', 'fgia_nb/finetune.py'),
                                   'fgia_nb.finetune.fit_resumable': ('finetune.html#fit_resumable', 'fgia_nb/finetune.py'),
                                   'fgia_nb.finetune.fit_run': ('finetune.html#fit_run', 'fgia_nb/finetune.py'),
                                   'fgia_nb.finetune.flatten_state': ('finetune.html#flatten_state', 'fgia_nb/finetune.py'),

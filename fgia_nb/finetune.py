@@ -31,11 +31,11 @@ from .distributed import launch_module, cli_args, run_cli
 # %% auto #0
 __all__ = ['DEFAULTS', 'ARCH_DEFAULTS', 'UNDECODABLE', 'flatten_state', 'unflatten_state', 'rng_state', 'set_rng_state',
            'unwrap_model', 'save_checkpoint', 'Checkpoint', 'checkpoint_meta', 'read_checkpoint', 'gather_objects',
-           'checkpoint_path', 'list_checkpoints', 'last_checkpoint', 'Checkpointer', 'load_training_state',
-           'loss_state', 'adamw', 'warmup_cosine', 'group_lrs', 'fit_resumable', 'finetune', 'finetune_config',
-           'model_config', 'build_model', 'load_model', 'build_loss', 'param_groups', 'check_img_size',
-           'check_manifest', 'preflight', 'AMP', 'make_learner', 'undo_cleaning', 'subsample_pseudo', 'make_dls',
-           'DistributedCheck', 'fit_run', 'plot_run', 'launch', 'train_cli']
+           'checkpoint_path', 'list_checkpoints', 'last_checkpoint', 'finetune_runs', 'Checkpointer',
+           'load_training_state', 'loss_state', 'adamw', 'warmup_cosine', 'group_lrs', 'fit_resumable', 'finetune',
+           'finetune_config', 'model_config', 'build_model', 'load_model', 'build_loss', 'param_groups',
+           'check_img_size', 'check_manifest', 'preflight', 'AMP', 'make_learner', 'undo_cleaning', 'subsample_pseudo',
+           'make_dls', 'DistributedCheck', 'fit_run', 'plot_run', 'launch', 'train_cli']
 
 # %% ../nbs/04_finetune.ipynb #cce3ea10
 def flatten_state(obj, # Nested dicts, lists, tuples, tensors and JSON scalars (e.g. an optimizer `state_dict()`)
@@ -167,6 +167,21 @@ def last_checkpoint(out_dir:Path|str)->Path|None:
             if checkpoint_meta(p).get('epoch') is not None: return p
         except Exception as e: warnings.warn(f'Skipping unreadable checkpoint {p}: {e}')
     return None
+
+# %% ../nbs/04_finetune.ipynb #94afe5f1
+def finetune_runs(experiment:str='demo', # Experiment folder under outputs/
+                  names:str='' # Run folder names, comma-separated ('': every run that holds a checkpoint)
+                 )->list[Path]:
+    "The stage-04 run folders later stages read; a named run without checkpoints is an error listing the runs there are."
+    ft = outputs_root()/experiment/'04_finetune'
+    have = sorted(p for p in ft.iterdir() if p.is_dir() and list_checkpoints(p)) if ft.exists() else []
+    if not names:
+        if not have: raise FileNotFoundError(f'no stage-04 runs with checkpoints under {ft}: run 04_finetune first')
+        return have
+    runs = [ft/n for n in names.split(',')]
+    if missing := [r.name for r in runs if not list_checkpoints(r)]:
+        raise FileNotFoundError(f'no stage-04 run {missing} with checkpoints under {ft}; there are {[p.name for p in have]}')
+    return runs
 
 # %% ../nbs/04_finetune.ipynb #5d3f855e
 def _append_csv(path:Path, rows:list[dict], epoch:int):

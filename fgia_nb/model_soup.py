@@ -194,12 +194,8 @@ def model_soup(experiment:str='demo', # Experiment folder under outputs/
                )->dict:
     "Stage 07: soup the last `k` checkpoints of each fine-tuning run into `soup.safetensors`; the run records' metrics."
     params = dict(locals())
-    ft = outputs_root()/experiment/'04_finetune'
-    if train_run: runs = [ft/r for r in train_run.split(',')]
-    elif ft.exists(): runs = sorted(p for p in ft.iterdir() if p.is_dir() and list(p.glob('epoch_*.safetensors')))
-    else: runs = []
-    if not runs:
-        raise FileNotFoundError(f'no stage-04 runs with checkpoints under {ft}: run nbs/04_finetune.ipynb first')
+    from fgia_nb.finetune import finetune_runs
+    runs = finetune_runs(experiment, train_run)
     summary = {}
     for r in runs:
         cks = last_checkpoints(r, k)

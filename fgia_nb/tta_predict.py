@@ -189,12 +189,8 @@ def tta_predict(experiment:str='demo', # Experiment folder under outputs/
                )->pd.DataFrame:
     "Stage 05: predict each split with each stage-04 run's last checkpoint (or soup); top-1 on the default data."
     params = dict(locals())
-    ft = outputs_root()/experiment/'04_finetune'
-    if train_run: runs = [ft/r for r in train_run.split(',')]
-    elif ft.exists(): runs = sorted(p for p in ft.iterdir() if p.is_dir() and list(p.glob('epoch_*.safetensors')))
-    else: runs = []
-    if not runs:
-        raise FileNotFoundError(f'no stage-04 runs with checkpoints under {ft}: run nbs/04_finetune.ipynb first')
+    from fgia_nb.finetune import finetune_runs
+    runs = finetune_runs(experiment, train_run)
     manifest_path = (Path(manifest) if manifest else
                      outputs_root()/experiment/'00_data_clean'/'default'/'manifest.parquet')
     zooms = [float(s) for s in scales.split(',') if s]
