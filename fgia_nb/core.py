@@ -16,7 +16,7 @@ from fastcore.nbio import read_nb, write_nb
 # %% auto #0
 __all__ = ['project_root', 'data_root', 'outputs_root', 'run_dir', 'atomic_path', 'atomic_write_text', 'file_sha1',
            'tree_fingerprint', 'package_versions', 'git_commit', 'RunRecord', 'read_run', 'class_names',
-           'parameters_cell', 'sync_parameters_cell', 'check_parameters_cell']
+           'parameters_cell', 'sync_parameters_cell', 'check_parameters_cell', 'guard_parameters', 'check_injected']
 
 # %% ../nbs/base/00_core.ipynb #4deda0c9
 def project_root(start:Path|str|None=None # Folder to search upwards from (default: the working directory)
@@ -260,3 +260,22 @@ def check_parameters_cell(nb:Path|str, # A stage notebook
     diff = [l for l in difflib.ndiff(want, found) if l[:2] in ('- ', '+ ')]
     if diff: raise ValueError(f'The parameters cell of {Path(nb).name} differs from {f.__name__}() '
                               f'(- signature, + cell); run sync_parameters_cell:\n' + '\n'.join(diff))
+
+# %% ../nbs/base/00_core.ipynb #2b8f7a40
+def guard_parameters(ns:dict # The notebook's `globals()`, right before its `parameters` cell
+                    )->dict:
+    "A snapshot of `ns` for `check_injected`: `{name: id(value)}`."
+    return {k: id(v) for k, v in ns.items()}
+
+# %% ../nbs/base/00_core.ipynb #4aa522dd
+_IPYTHON_NAMES = {'In', 'Out', 'exit', 'quit', 'get_ipython', 'open'}
+
+def check_injected(f:callable, # The stage's function: its parameters are the only names papermill may set
+                   ns:dict, # The notebook's `globals()`, right after its `parameters` cell
+                   before:dict # `guard_parameters` of the same globals, taken before that cell
+                  ):
+    "Raise `ValueError` naming every global set since `before` that is not a parameter of `f`, and listing `f`'s."
+    params = [n for n, p in inspect.signature(f).parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    bad = sorted(k for k, v in ns.items() if before.get(k) != id(v) and k not in params and not k.startswith('_')
+                 and k not in _IPYTHON_NAMES and not callable(v) and not isinstance(v, types.ModuleType))
+    if bad: raise ValueError(f'unknown parameter(s) {bad}: {f.__name__} takes {params}')

@@ -162,7 +162,7 @@ def _is_params(c)->bool: return c.cell_type == 'code' and 'parameters' in c.meta
 
 def step_notebook(nb:Path|str # A stage notebook
                  )->nbformat.NotebookNode:
-    "What a recipe step runs of `nb`: one cell of its imports, its `parameters` cell and every cell after it."
+    "What a recipe step runs of `nb`: its imports, its `fgia-guard` cell, its `parameters` cell and every later cell."
     nb = nbformat.read(nb, as_version=4)
     i = next((i for i, c in enumerate(nb.cells) if _is_params(c)), None)
     if i is None: return nb
@@ -170,7 +170,8 @@ def step_notebook(nb:Path|str # A stage notebook
     exp = [m[1] for c in nb.cells[:i] if (m := re.search(r'^#\|\s*default_exp\s+(\S+)', c.source, re.M))]
     imports += [f'from fgia_nb.{m} import *' for m in exp[:1]]
     head = nbformat.v4.new_code_cell('\n'.join(imports), id='fgia-imports')
-    return nbformat.v4.new_notebook(cells=[head, *nb.cells[i:]], metadata=nb.metadata)
+    guard = [c for c in nb.cells[:i] if c.cell_type == 'code' and 'fgia-guard' in c.metadata.get('tags', [])]
+    return nbformat.v4.new_notebook(cells=[head, *guard[-1:], *nb.cells[i:]], metadata=nb.metadata)
 
 # %% ../nbs/10_recipe.ipynb #55df8274
 def fgia_imports(src:str # Python code (a module, or a notebook cell)
