@@ -4,7 +4,7 @@
 
 # %% ../nbs/base/00_core.ipynb #1e0dc389
 from __future__ import annotations
-import os, sys, json, time, hashlib, platform, subprocess, contextlib, traceback
+import os, re, sys, json, time, shutil, hashlib, platform, subprocess, contextlib, traceback
 import inspect, types, typing, difflib
 from pathlib import Path
 from datetime import datetime, timezone
@@ -14,7 +14,7 @@ from fastcore.docments import docments
 from fastcore.nbio import read_nb, write_nb
 
 # %% auto #0
-__all__ = ['project_root', 'data_root', 'outputs_root', 'run_dir', 'atomic_path', 'atomic_write_text', 'file_sha1',
+__all__ = ['project_root', 'data_root', 'outputs_root', 'run_dir', 'atomic_path', 'atomic_write_text', 'atomic_dir', 'file_sha1',
            'tree_fingerprint', 'package_versions', 'git_commit', 'RunRecord', 'read_run', 'class_names',
            'parameters_cell', 'sync_parameters_cell', 'check_parameters_cell', 'guard_parameters', 'check_injected']
 
@@ -73,6 +73,47 @@ def atomic_write_text(path:Path|str, # The final destination
     "Write `text` to `path` atomically."
     with atomic_path(path) as tmp: Path(tmp).write_text(text, encoding='utf-8')
     return Path(path)
+
+# %% ../nbs/base/00_core.ipynb #ac6d19a5
+_TEMP = re.compile(r'^\.(?P<name>.+)\.(?P<pid>\d+)\.(?P<kind>tmp|old)(?P<suffix>\.[^.]*)?$')
+
+def _is_temp(name:str)->bool:
+    "Is `name` a temporary of `atomic_path` or `atomic_dir` (`.<name>.<pid>.tmp<suffix>`, `.<name>.<pid>.old`)?"
+    return bool(_TEMP.match(name))
+
+def _carry(src:Path, dst:Path):
+    "Hard-link `src` (a file or a folder, recursively) to `dst`; copy where the file system has no hard links."
+    def _link(a, b):
+        try: os.link(a, b)
+        except OSError: shutil.copy2(a, b)
+    if src.is_dir() and not src.is_symlink(): shutil.copytree(src, dst, symlinks=True, copy_function=_link)
+    elif src.is_symlink(): os.symlink(os.readlink(src), dst)
+    else: _link(src, dst)
+
+@contextlib.contextmanager
+def atomic_dir(path:Path|str, # The folder to replace (or create)
+               keep:bool=True, # Carry over what the old folder holds that the block did not write
+               drop:tuple=() # Names never carried over: outputs of the block that it may leave out this time
+              ):
+    "Yield a temporary folder beside `path`; it replaces `path`, in one rename, only if the block succeeds."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp, old = (path.with_name(f'.{path.name}.{os.getpid()}.{s}') for s in ('tmp', 'old'))
+    for p in (tmp, old): shutil.rmtree(p, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if keep and path.is_dir():
+            for p in path.iterdir():
+                if not (tmp/p.name).exists() and p.name not in drop and not _is_temp(p.name): _carry(p, tmp/p.name)
+        if path.exists(): os.rename(path, old)
+        try: os.rename(tmp, path)
+        except BaseException:
+            if old.exists() and not path.exists(): os.rename(old, path)
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if path.exists(): shutil.rmtree(old, ignore_errors=True)
 
 # %% ../nbs/base/00_core.ipynb #84074826
 def file_sha1(path:Path|str, # File to hash

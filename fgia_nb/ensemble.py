@@ -8,7 +8,7 @@ import os, contextlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np, pandas as pd, torch
-from .core import run_dir, RunRecord, outputs_root, atomic_path
+from .core import run_dir, RunRecord, outputs_root, atomic_path, atomic_dir
 from .logits import (Logits, open_logits, check_aligned, read_rows, iter_chunks, write_index, softmax_np,
                             _as_float, _check_finite, _prefetch, default_answers, top1)
 
@@ -167,28 +167,29 @@ def _mix_chunk(raws:list, w:list, out16:np.ndarray, average:str, scratch:list, b
 def _scores_writer(folder:Path|str, paths:list, classes:list, sync_mb:int=128):
     "Yield `write(block)`: append float16 rows to `folder/scores.npy` in a background thread (returns a future)."
     folder, shape, n, futs, sync = Path(folder), (len(paths), len(classes)), [0, 0], [], [None]
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder/'scores.npy') as tmp, open(tmp, 'wb', buffering=0) as f, \
-         ThreadPoolExecutor(1) as ex, ThreadPoolExecutor(1) as sx:
-        np.lib.format.write_array_header_1_0(f, dict(descr='<f2', fortran_order=False, shape=shape))
-        def put(b):
-            mv, k = memoryview(b.reshape(-1).view(np.uint8)), 0
-            while k < len(mv): k += f.write(mv[k:])
-            n[1] += k
-            if n[1] >= sync_mb*2**20 and (sync[0] is None or sync[0].done()):   # flush to disk alongside, never waiting
-                sync[0] = sx.submit(os.fdatasync, f.fileno())
-                n[1] = 0
-        def write(b:np.ndarray):
-            if b.dtype != np.float16 or b.ndim != 2 or b.shape[1] != shape[1] or not b.flags.c_contiguous:
-                raise ValueError(f'{folder}: block {b.dtype} {b.shape}, expected C-order float16 (*, {shape[1]})')
-            if n[0] + len(b) > shape[0]: raise ValueError(f'{folder}: more rows than the {shape[0]} paths')
-            n[0] += len(b)
-            futs.append(ex.submit(put, b))
-            return futs[-1]
-        yield write
-        for x in futs + [sync[0]] * (sync[0] is not None): x.result()   # raises a failed write's error
-        if n[0] != shape[0]: raise ValueError(f'{folder}: wrote {n[0]} rows for {shape[0]} paths')
-    write_index(folder, paths, classes)
+    with atomic_dir(folder) as new:
+        with open(new/'scores.npy', 'wb', buffering=0) as f, \
+             ThreadPoolExecutor(1) as ex, ThreadPoolExecutor(1) as sx:
+            np.lib.format.write_array_header_1_0(f, dict(descr='<f2', fortran_order=False, shape=shape))
+            def put(b):
+                mv, k = memoryview(b.reshape(-1).view(np.uint8)), 0
+                while k < len(mv): k += f.write(mv[k:])
+                n[1] += k
+                if n[1] >= sync_mb*2**20 and (sync[0] is None or sync[0].done()):  # flush alongside, never waiting
+                    sync[0] = sx.submit(os.fdatasync, f.fileno())
+                    n[1] = 0
+            def write(b:np.ndarray):
+                if b.dtype != np.float16 or b.ndim != 2 or b.shape[1] != shape[1] or not b.flags.c_contiguous:
+                    raise ValueError(f'{folder}: block {b.dtype} {b.shape}, expected C-order float16 (*, {shape[1]})')
+                if n[0] + len(b) > shape[0]: raise ValueError(f'{folder}: more rows than the {shape[0]} paths')
+                n[0] += len(b)
+                futs.append(ex.submit(put, b))
+                return futs[-1]
+            yield write
+            for x in futs + [sync[0]] * (sync[0] is not None): x.result()   # raises a failed write's error
+            if n[0] != shape[0]: raise ValueError(f'{folder}: wrote {n[0]} rows for {shape[0]} paths')
+            os.fsync(f.fileno())
+        write_index(new, paths, classes)
 
 # %% ../nbs/08_ensemble.ipynb #85a43381
 def ensemble(models:list, # Logits folders (stage 05) or `Logits`, aligned

@@ -4,12 +4,12 @@
 
 # %% ../nbs/base/03_logits.ipynb #cd4f4503
 from __future__ import annotations
-import json, math, contextlib
+import os, json, math, contextlib
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from fastcore.basics import patch
-from .core import atomic_path, atomic_write_text
+from .core import atomic_path, atomic_write_text, atomic_dir
 
 # %% auto #0
 __all__ = ['write_index', 'logits_writer', 'write_logits', 'Logits', 'open_logits', 'read_rows', 'iter_chunks', 'check_aligned',
@@ -43,29 +43,29 @@ def logits_writer(folder:Path|str, # Output folder
                   name:str='logits' # `logits` or `scores`
                  ):
     "Yield `write(block)`, which appends rows; checks every row arrived, then writes `index.csv` and `classes.json`."
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    shape, done = (len(paths), len(classes)), [0]
-    with atomic_path(folder/f'{name}.npy') as tmp, open(tmp, 'wb') as f:
-        np.lib.format.write_array_header_1_0(f, dict(descr='<f2', fortran_order=False, shape=shape))
-        def write(block):
-            block = np.asarray(block)
-            if block.ndim != 2 or block.shape[1] != shape[1]:
-                raise ValueError(f'{folder}: block of shape {block.shape}, expected (*, {shape[1]})')
-            if block.dtype == np.float32 and len(block):
-                # fast path: two reductions (NaN propagates), conversion through torch
-                lo, hi = block.min(), block.max()
-                b16 = torch.from_numpy(np.ascontiguousarray(block)).half().numpy()
-                if not (-65504 <= lo and hi <= 65504): _check_finite(b16, done[0], f'{folder}/{name}.npy')
-            else:
-                b16 = block.astype(np.float16)
-                _check_finite(b16, done[0], f'{folder}/{name}.npy')
-            if done[0] + len(b16) > shape[0]: raise ValueError(f'{folder}: more rows than the {shape[0]} paths')
-            f.write(b16.tobytes())
-            done[0] += len(b16)
-        yield write
-        if done[0] != shape[0]: raise ValueError(f'{folder}: wrote {done[0]} rows for {shape[0]} paths')
-    write_index(folder, paths, classes)
+    folder, shape, done = Path(folder), (len(paths), len(classes)), [0]
+    with atomic_dir(folder) as new:
+        with open(new/f'{name}.npy', 'wb') as f:
+            np.lib.format.write_array_header_1_0(f, dict(descr='<f2', fortran_order=False, shape=shape))
+            def write(block):
+                block = np.asarray(block)
+                if block.ndim != 2 or block.shape[1] != shape[1]:
+                    raise ValueError(f'{folder}: block of shape {block.shape}, expected (*, {shape[1]})')
+                if block.dtype == np.float32 and len(block):
+                    # fast path: two reductions (NaN propagates), conversion through torch
+                    lo, hi = block.min(), block.max()
+                    b16 = torch.from_numpy(np.ascontiguousarray(block)).half().numpy()
+                    if not (-65504 <= lo and hi <= 65504): _check_finite(b16, done[0], f'{folder}/{name}.npy')
+                else:
+                    b16 = block.astype(np.float16)
+                    _check_finite(b16, done[0], f'{folder}/{name}.npy')
+                if done[0] + len(b16) > shape[0]: raise ValueError(f'{folder}: more rows than the {shape[0]} paths')
+                f.write(b16.tobytes())
+                done[0] += len(b16)
+            yield write
+            if done[0] != shape[0]: raise ValueError(f'{folder}: wrote {done[0]} rows for {shape[0]} paths')
+            f.flush(); os.fsync(f.fileno())
+        write_index(new, paths, classes)
 
 # %% ../nbs/base/03_logits.ipynb #bd98ceb0
 def write_logits(folder:Path|str, # Output folder

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import run_dir, RunRecord, outputs_root, atomic_path, atomic_write_text
+from .core import run_dir, RunRecord, outputs_root, atomic_path, atomic_write_text, atomic_dir
 from .logits import Logits, open_logits, iter_chunks, logits_writer, softmax_np, default_answers
 
 # %% auto #0
@@ -111,15 +111,15 @@ def write_pseudo(out:Path|str, # Run folder for the manifest
     "Write `manifest.parquet`, `classes.json` and optionally `soft.npy` (the kept rows' probabilities)."
     from fgia_nb.data_clean import write_manifest
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_manifest(rows.drop(columns='_row'), out/'manifest.parquet', rows.attrs['data_root'])
-    atomic_write_text(out/'classes.json', json.dumps(lg.classes))
-    if soft:
-        r = rows._row.values
-        with logits_writer(out, [Path(p).name for p in rows.path], lg.classes, 'soft') as w:
-            for s, b in iter_chunks(lg, chunk):
-                sel = r[(r >= s) & (r < s + len(b))]
-                if len(sel): w(_probs(lg, b[sel - s]))
+    with atomic_dir(out, drop=('soft.npy', 'index.csv')) as new:   # the manifest and its soft targets, together
+        write_manifest(rows.drop(columns='_row'), new/'manifest.parquet', rows.attrs['data_root'])
+        atomic_write_text(new/'classes.json', json.dumps(lg.classes))
+        if soft:
+            r = rows._row.values
+            with logits_writer(new, [Path(p).name for p in rows.path], lg.classes, 'soft') as w:
+                for s, b in iter_chunks(lg, chunk):
+                    sel = r[(r >= s) & (r < s + len(b))]
+                    if len(sel): w(_probs(lg, b[sel - s]))
     return out/'manifest.parquet'
 
 # %% ../nbs/06_pseudo_label.ipynb #6d930ae2
