@@ -14,9 +14,10 @@ from fastcore.docments import docments
 from fastcore.nbio import read_nb, write_nb
 
 # %% auto #0
-__all__ = ['project_root', 'data_root', 'outputs_root', 'run_dir', 'atomic_path', 'atomic_write_text', 'atomic_dir', 'file_sha1',
-           'tree_fingerprint', 'package_versions', 'git_commit', 'RunRecord', 'read_run', 'class_names',
-           'parameters_cell', 'sync_parameters_cell', 'check_parameters_cell', 'guard_parameters', 'check_injected']
+__all__ = ['project_root', 'data_root', 'outputs_root', 'run_dir', 'clear_stale_temps', 'atomic_path', 'atomic_write_text',
+           'atomic_dir', 'file_sha1', 'tree_fingerprint', 'package_versions', 'git_commit', 'RunRecord', 'read_run',
+           'class_names', 'parameters_cell', 'sync_parameters_cell', 'check_parameters_cell', 'guard_parameters',
+           'check_injected']
 
 # %% ../nbs/base/00_core.ipynb #4deda0c9
 def project_root(start:Path|str|None=None # Folder to search upwards from (default: the working directory)
@@ -50,6 +51,37 @@ def run_dir(experiment:str='demo', # Experiment name: one folder per experiment
     d.mkdir(parents=True, exist_ok=True)
     return d
 
+# %% ../nbs/base/00_core.ipynb #386ab3b0
+_TEMP = re.compile(r'^\.(?P<name>.+)\.(?P<pid>\d+)\.(?P<kind>tmp|old)(?P<suffix>\.[^.]*)?$')
+
+def _is_temp(name:str)->bool:
+    "Is `name` a temporary of `atomic_path` or `atomic_dir` (`.<name>.<pid>.tmp<suffix>`, `.<name>.<pid>.old`)?"
+    return bool(_TEMP.match(name))
+
+def _pid_alive(pid:int)->bool:
+    "Is there a process `pid` (this one included)?"
+    if pid == os.getpid(): return True
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+def clear_stale_temps(path:Path|str # A destination of `atomic_path` or `atomic_dir`
+                     )->list[Path]:
+    "Remove the temporaries that dead processes left beside `path`; put back its old folder if `path` is missing."
+    path, gone = Path(path), []
+    mine = {(path.stem, path.suffix), (path.name, '')}   # the names atomic_path and atomic_dir give its temporaries
+    if not path.parent.is_dir(): return gone
+    for p in sorted(path.parent.iterdir()):
+        m = _TEMP.match(p.name)
+        if not m or (m['name'], m['suffix'] or '') not in mine or _pid_alive(int(m['pid'])): continue
+        if m['kind'] == 'old' and not path.exists(): os.rename(p, path)
+        else:
+            if p.is_dir() and not p.is_symlink(): shutil.rmtree(p, ignore_errors=True)
+            else: p.unlink(missing_ok=True)
+            gone.append(p)
+    return gone
+
 # %% ../nbs/base/00_core.ipynb #dcfdc063
 @contextlib.contextmanager
 def atomic_path(path:Path|str # The final destination
@@ -57,6 +89,7 @@ def atomic_path(path:Path|str # The final destination
     "Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    clear_stale_temps(path)
     tmp = path.with_name(f'.{path.stem}.{os.getpid()}.tmp{path.suffix}')
     try:
         yield tmp
@@ -75,12 +108,6 @@ def atomic_write_text(path:Path|str, # The final destination
     return Path(path)
 
 # %% ../nbs/base/00_core.ipynb #ac6d19a5
-_TEMP = re.compile(r'^\.(?P<name>.+)\.(?P<pid>\d+)\.(?P<kind>tmp|old)(?P<suffix>\.[^.]*)?$')
-
-def _is_temp(name:str)->bool:
-    "Is `name` a temporary of `atomic_path` or `atomic_dir` (`.<name>.<pid>.tmp<suffix>`, `.<name>.<pid>.old`)?"
-    return bool(_TEMP.match(name))
-
 def _carry(src:Path, dst:Path):
     "Hard-link `src` (a file or a folder, recursively) to `dst`; copy where the file system has no hard links."
     def _link(a, b):
@@ -98,6 +125,7 @@ def atomic_dir(path:Path|str, # The folder to replace (or create)
     "Yield a temporary folder beside `path`; it replaces `path`, in one rename, only if the block succeeds."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    clear_stale_temps(path)
     tmp, old = (path.with_name(f'.{path.name}.{os.getpid()}.{s}') for s in ('tmp', 'old'))
     for p in (tmp, old): shutil.rmtree(p, ignore_errors=True)
     tmp.mkdir()

@@ -108,3 +108,34 @@ def test_killed_step_then_edit_loses_no_fresh_work(tmp_path, env):
     assert (out/'toy'/'train'/'value.txt').read_text() == 'train:2 '
     assert (out/'toy'/'predict'/'value.txt').read_text() == 'train:2 predict:0 '
     assert read_run(out/'toy'/'train')['params']['seed'] == 2
+
+KILLED_WRITER = r'''
+import sys, time, numpy as np
+from pathlib import Path
+from fgia_nb.core import atomic_path
+from fgia_nb.logits import logits_writer
+out = Path(sys.argv[1])
+with atomic_path(out/'scores.npy') as t, logits_writer(out/'m', ['c.jpg', 'd.jpg'], ['x', 'y']) as w:
+    t.write_bytes(bytes(2**20))
+    w(np.ones((1, 2), np.float32))
+    print('writing', flush=True)
+    time.sleep(120)
+'''
+
+def test_a_killed_writers_temporaries_go_on_the_next_run(tmp_path):
+    "Issue 12 item 9: what a SIGKILLed `atomic_path`/`logits_writer` leaves is removed when its outputs are next written."
+    import numpy as np
+    from fgia_nb.core import atomic_path
+    from fgia_nb.logits import write_logits, open_logits
+    good = write_logits(tmp_path/'m', np.eye(2), ['a.jpg', 'b.jpg'], ['x', 'y'])
+    p = subprocess.Popen([sys.executable, '-c', KILLED_WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try: assert p.stdout.readline().strip() == 'writing'
+    finally: p.kill(); p.wait()
+    assert p.returncode == -signal.SIGKILL
+    left = sorted(x.name for x in tmp_path.iterdir())
+    assert left == sorted(['m', f'.m.{p.pid}.tmp', f'.scores.{p.pid}.tmp.npy']), left
+    assert open_logits(good).paths == ['a.jpg', 'b.jpg']   # the kill left the previous folder whole
+    write_logits(good, np.ones((2, 2)), ['c.jpg', 'd.jpg'], ['x', 'y'])
+    with atomic_path(tmp_path/'scores.npy') as t: t.write_bytes(b'ok')
+    assert sorted(x.name for x in tmp_path.iterdir()) == ['m', 'scores.npy']
+    assert sorted(x.name for x in good.iterdir()) == ['classes.json', 'index.csv', 'logits.npy']
