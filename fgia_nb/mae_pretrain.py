@@ -28,7 +28,7 @@ from fastai.callback.schedule import ParamScheduler, combine_scheds, SchedLin, S
 from .backbones import create_backbone
 from .optim import no_weight_decay
 from .distributed import init_distributed, to_distributed, finish_distributed, rank_world, launch_module
-from .core import run_dir, outputs_root, atomic_path, atomic_write_text, RunRecord
+from .core import run_dir, outputs_root, atomic_path, atomic_dir, atomic_write_text, RunRecord
 
 # %% auto #0
 __all__ = ['AdamW95', 'create_encoder', 'patchify', 'unpatchify', 'random_masking', 'normalize_patches', 'masked_mse', 'MAE',
@@ -404,16 +404,16 @@ def pretrain(items:list, # Image paths (see `image_items`)
                    steps=learn.train_iter,
                    train_loss=float(learn.recorder.values[-1][0]), valid_loss=float(learn.recorder.values[-1][1]))
     if rank == 0:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        cfg = dict(arch=arch, img_size=img_size, num_classes=0, method=metrics['method'], init=str(init or 'scratch'))
-        save_encoder(model, out/'encoder.safetensors', cfg)
-        names = learn.recorder.metric_names[1:len(learn.recorder.values[0])+1]
-        rec = pd.DataFrame(learn.recorder.values, columns=names)
-        with atomic_path(out/'losses.csv') as tmp: rec.to_csv(tmp, index=False)
-        fig = show_reconstructions(model, dls.valid.one_batch()[0] if len(dls.valid) else dls.train.one_batch()[0])
-        with atomic_path(out/'reconstructions.png') as tmp: fig.savefig(tmp, dpi=120)
-        plt.close(fig)
+        with atomic_dir(out_dir) as new:   # the encoder, its losses and its picture replace the last ones together
+            cfg = dict(arch=arch, img_size=img_size, num_classes=0, method=metrics['method'],
+                       init=str(init or 'scratch'))
+            save_encoder(model, new/'encoder.safetensors', cfg)
+            names = learn.recorder.metric_names[1:len(learn.recorder.values[0])+1]
+            rec = pd.DataFrame(learn.recorder.values, columns=names)
+            with atomic_path(new/'losses.csv') as tmp: rec.to_csv(tmp, index=False)
+            fig = show_reconstructions(model, dls.valid.one_batch()[0] if len(dls.valid) else dls.train.one_batch()[0])
+            with atomic_path(new/'reconstructions.png') as tmp: fig.savefig(tmp, dpi=120)
+            plt.close(fig)
     return dict(metrics=metrics, learn=learn)
 
 # %% ../nbs/02_mae_pretrain.ipynb #a4c7bfe2
