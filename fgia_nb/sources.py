@@ -4,7 +4,7 @@
 
 # %% ../nbs/base/01_sources.ipynb #09c3084b
 from __future__ import annotations
-import os, io, gzip, json, shutil, hashlib
+import os, io, gzip, json, shutil, hashlib, unicodedata
 from pathlib import Path
 import numpy as np, pandas as pd
 from PIL import Image, ImageDraw
@@ -237,26 +237,67 @@ def _files(d:Path)->list[Path]:
         out += [Path(dp)/f for f in fns if not f.startswith('.')]
     return sorted(out)
 
+def _beside(root:Path, known:set)->list[Path]:
+    "Every non-hidden file of `root` outside its top-level entries named in `known`: files a layout does not expect."
+    out = []
+    for e in sorted(root.iterdir()):
+        if e.name.startswith('.') or e.name in known: continue
+        out += _files(e) if e.is_dir() else [e]
+    return out
+
+# %% ../nbs/base/01_sources.ipynb #01c2dd4f
+def _bad_name(name:str)->str:
+    "Why a file name can't go into UTF-8 or line-based outputs, or '' if it can."
+    if any('\udc80' <= c <= '\udcff' for c in name): return 'not valid UTF-8'   # os.fsdecode's escaped bytes
+    if any(unicodedata.category(c) == 'Cc' for c in name): return 'holds a control character (a newline, a tab...)'
+    return ''
+
+def _row(path:str, label:str|None, split:str, reason:str='', detail:str='')->tuple:
+    "A reader's row; a bad name gets reason `bad_name`, its undecodable bytes escaped (`\\xe9`), and no label."
+    if why := _bad_name(path):
+        reason, detail = 'bad_name', f'file name {why}: {os.fsencode(path)!r}'
+        path = os.fsencode(path).decode('utf-8', 'backslashreplace')
+    return path, None if label is None or _bad_name(label) else label, split, reason, detail
+
+def _frame(rows:list, # `(path, label, split)` of the files the layout understands
+           stray:list, # `(path, why)` of the files it does not
+           source:str)->pd.DataFrame:
+    "A reader's rows, with `reason` and `detail`: `unexpected_path` for strays, `bad_name` for unwritable names."
+    rows = [_row(*r) for r in rows] + [_row(p, None, 'other', 'unexpected_path', w) for p, w in stray]
+    df = pd.DataFrame(rows, columns=['path', 'label', 'split', 'reason', 'detail'])
+    return df.assign(source=source)[['path', 'label', 'split', 'source', 'reason', 'detail']]
+
 # %% ../nbs/base/01_sources.ipynb #807ca383
+_LAYOUT_FILES = {'train.txt', 'dataset.json'}   # a competition root's own files: read, not samples
+_TEST_SPLITS = ('testa', 'testb', 'test')
+
 def read_accv(root:Path|str # Competition layout: train/<cls>/<cls>_<sha1>.jpg, train.txt, testa/, testb/
              )->pd.DataFrame:
     "Rows for the competition layout; labels from `train.txt` (`path label`), else from the class folders."
     root = Path(root)
-    listed = {}
-    if (root/'train.txt').exists():
-        for ln, line in enumerate((root/'train.txt').read_text().splitlines(), 1):
+    listed, stray = {}, []
+    if (root/'train.txt').is_file():
+        text = (root/'train.txt').read_text(errors='surrogateescape')   # names as os.fsdecode gives them
+        for ln, line in enumerate(text.splitlines(), 1):
             if not line.strip(): continue
             parts = line.rsplit(maxsplit=1)
             if len(parts) != 2 or not parts[1].lstrip('-').isdigit():
                 raise ValueError(f"{root/'train.txt'}:{ln}: expected 'path label', got {line!r}")
             listed[Path(parts[0]).as_posix()] = f'{int(parts[1]):04d}'
-    for p in _files(root/'train') if (root/'train').exists() else []:
+    for p in _files(root/'train') if (root/'train').is_dir() else []:
         rel = p.relative_to(root).as_posix()
-        listed.setdefault(rel, p.parent.name)
+        if rel in listed: continue
+        if len(p.relative_to(root).parts) == 3: listed[rel] = p.parent.name
+        else: stray.append((rel, 'not in a class folder: expected train/<class>/<file>'))
     rows = [(rel, lab, 'train') for rel, lab in sorted(listed.items())]
-    for split in ('testa', 'testb', 'test'):
-        if (root/split).exists(): rows += [(p.relative_to(root).as_posix(), None, split) for p in _files(root/split)]
-    return pd.DataFrame(rows, columns=['path', 'label', 'split']).assign(source='accv')
+    for split in _TEST_SPLITS:
+        for p in _files(root/split) if (root/split).is_dir() else []:
+            rel = p.relative_to(root).as_posix()
+            if p.parent == root/split: rows.append((rel, None, split))
+            else: stray.append((rel, f'in a subfolder: expected {split}/<file>'))
+    known = {'train', *_TEST_SPLITS, *_LAYOUT_FILES}
+    stray += [(p.relative_to(root).as_posix(), 'outside train/ and the test folders') for p in _beside(root, known)]
+    return _frame(rows, stray, 'accv')
 
 # %% ../nbs/base/01_sources.ipynb #4d363efd
 def read_imagefolder(root:Path|str # root/<class>/<files>, or root/<split>/<class>/<files> with split folders
@@ -264,13 +305,15 @@ def read_imagefolder(root:Path|str # root/<class>/<files>, or root/<split>/<clas
     "Rows for an ImageFolder tree; `train`/`valid`/`val`/`test` subfolders become splits."
     root = Path(root)
     splits = [s for s in ('train', 'valid', 'val', 'test') if (root/s).is_dir()]
-    rows = []
+    rows, stray = [], []
     for split, d in ([(s, root/s) for s in splits] or [('train', root)]):
         for p in _files(d):
             rel = p.relative_to(d)
-            if len(rel.parts) < 2: continue     # files beside the class folders are not samples
-            rows.append((p.relative_to(root).as_posix(), rel.parts[0], 'valid' if split == 'val' else split))
-    return pd.DataFrame(rows, columns=['path', 'label', 'split']).assign(source='imagefolder')
+            if len(rel.parts) < 2: stray.append((p.relative_to(root).as_posix(), 'not in a class folder'))
+            else: rows.append((p.relative_to(root).as_posix(), rel.parts[0], 'valid' if split == 'val' else split))
+    beside = _beside(root, set(splits)) if splits else []
+    stray += [(p.relative_to(root).as_posix(), 'outside the split folders') for p in beside]
+    return _frame(rows, stray, 'imagefolder')
 
 # %% ../nbs/base/01_sources.ipynb #018de093
 def read_fastai(name:str='CUB_200_2011' # A `fastai.data.external.URLs` name: CUB_200_2011, IMAGEWOOF, IMAGENETTE, ...
@@ -288,8 +331,8 @@ def read_source(root:Path|str)->pd.DataFrame:
     if not root.is_dir(): raise FileNotFoundError(f'Data root {root} does not exist or is not a folder')
     acc = (root/'train.txt').exists() or any((root/s).is_dir() for s in ('testa', 'testb'))
     df = read_accv(root) if acc else read_imagefolder(root)
-    if not len(df):
-        raise ValueError(f'No files found under {root}: '
+    if not (df.split != 'other').any():
+        raise ValueError(f'No files found under {root} where a layout expects them ({len(df)} elsewhere): '
                          'expected train/<class>/* (competition layout) or <class>/* (ImageFolder)')
     return df
 
