@@ -20,6 +20,7 @@ from fastai.callback.core import Callback, TrainEvalCallback
 from fastai.torch_core import show_images
 from fastcore.basics import patch
 from .core import outputs_root
+from .data_clean import to_8bit
 from .distributed import rank_world
 
 # %% auto #0
@@ -196,7 +197,7 @@ class ImageDataset(Dataset):
 def load_image(self:ImageDataset, i:int)->Image.Image:
     "Item `i`'s file as an RGB image (a black 8x8 one, with a warning, if unreadable and `on_error='blank'`)."
     try:
-        with Image.open(str(self.files[i])) as im: return im.convert('RGB')
+        with Image.open(str(self.files[i])) as im: return to_8bit(im).convert('RGB')   # 16-bit, float: scaled
     except Exception as e:
         if self.on_error != 'blank': raise OSError(f'ImageDataset: cannot read item {i}, {self.files[i]}: {e}') from e
         warnings.warn(f'ImageDataset: {self.files[i]} is unreadable ({e}); using a black image')

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data_clean.ipynb #c47afa09
 from __future__ import annotations
-import io, os, json, time, hashlib, importlib.util
+import io, os, json, stat, time, hashlib, importlib.util
 from pathlib import Path
 import numpy as np, pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -15,18 +15,29 @@ from .core import RunRecord, atomic_path, atomic_write_text, run_dir
 from .sources import read_source, make_default_dataset
 
 # %% auto #0
-__all__ = ['MANIFEST_COLS', 'EXPECTED', 'to_gray', 'phash', 'scan_file', 'scan', 'name_hash', 'near_duplicates', 'thumb_corr',
-           'classify', 'write_manifest', 'read_manifest', 'manifest_items', 'clean_data', 'reason_counts',
+__all__ = ['MANIFEST_COLS', 'EXPECTED', 'to_8bit', 'to_gray', 'phash', 'scan_file', 'scan', 'name_hash', 'near_duplicates',
+           'thumb_corr', 'classify', 'write_manifest', 'read_manifest', 'manifest_items', 'clean_data', 'reason_counts',
            'plot_class_distribution', 'plot_rejects', 'write_report', 'evaluate_cleaning', 'data_clean']
+
+# %% ../nbs/00_data_clean.ipynb #b5ba49fb
+_HIGH = ('I', 'I;16', 'I;16B', 'I;16L', 'I;16N', 'F')   # 16-bit, 32-bit and float samples
+
+def to_8bit(im:Image.Image)->Image.Image:
+    "`im` with 16-bit, 32-bit or float samples as 8-bit grey ('L'), scaled to their range; other modes unchanged."
+    if im.mode not in _HIGH: return im
+    a = np.nan_to_num(np.asarray(im, dtype=np.float32))
+    hi = a.max(initial=0)
+    if im.mode.startswith('I;16'): a = a / 257                 # 16 bits, whatever the values
+    elif im.mode == 'F' and a.min(initial=0) >= 0 and hi <= 1: a = a * 255   # float in [0, 1]
+    elif hi > 65535: a = a * (255 / hi)
+    elif hi > 255: a = a / 257
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
 
 # %% ../nbs/00_data_clean.ipynb #04b96616
 def to_gray(im:Image.Image)->Image.Image:
     "An 8-bit greyscale ('L') view of any PIL image, the same for every mode."
+    if im.mode in _HIGH: return to_8bit(im)
     if im.mode == 'L': return im
-    if im.mode in ('I', 'I;16', 'I;16B', 'I;16L', 'I;16N', 'F'):
-        a = np.asarray(im, dtype=np.float32)
-        if im.mode != 'F': a = a / 257 if a.max() > 255 else a
-        return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
     if im.mode == 'P': im = im.convert('RGBA' if 'transparency' in im.info else 'RGB')
     if im.mode in ('RGBA', 'LA', 'PA', 'RGBa', 'La'):
         im = Image.alpha_composite(Image.new('RGBA', im.size, 'white'), im.convert('RGBA'))
@@ -79,6 +90,16 @@ def _scan_jpeg(b:bytes, max_pixels:int)->dict|None:
 # %% ../nbs/00_data_clean.ipynb #3c675871
 def _fail(reason, detail, **kw): return dict(reason=reason, detail=str(detail)[:300], **kw)
 _MAGIC = (b'\xff\xd8\xff', b'\x89PNG', b'GIF8', b'BM', b'II*\x00', b'MM\x00*')   # JPEG, PNG, GIF, BMP, TIFF
+_KINDS = {stat.S_IFDIR: 'folder', stat.S_IFIFO: 'named pipe', stat.S_IFSOCK: 'socket',
+          stat.S_IFCHR: 'character device', stat.S_IFBLK: 'block device'}
+
+def _read_regular(p:Path)->bytes|str:
+    "The bytes of `p` if it is a regular file, else what it is (e.g. 'named pipe'), without blocking on it."
+    kind = lambda m: '' if stat.S_ISREG(m) else _KINDS.get(stat.S_IFMT(m), 'special file')
+    if k := kind(os.stat(p).st_mode): return k
+    fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)   # replaced by a pipe since the stat: this open doesn't wait
+    with open(fd, 'rb') as f: return kind(os.fstat(fd).st_mode) or f.read()
+
 _TRUNCATED = ('truncat', 'premature', 'eof', 'broken data stream', 'unexpected end')   # in PIL's error messages
 _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
               5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
@@ -87,12 +108,13 @@ _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
 def scan_file(path:str|Path, # The image file
               max_pixels:int=178_956_970 # Refuse larger images (decompression bombs); PIL's own error threshold
              )->dict:
-    "Read, fully decode and hash one file; never raises."
+    "Read, fully decode and hash one file; never raises, and opens nothing but a regular file (a pipe would hang)."
     p = Path(path)
-    try: b = p.read_bytes()
+    try: b = _read_regular(p)
     except OSError as e:
         link = ' (dangling symlink)' if p.is_symlink() else ''
         return _fail('unreadable', f'{type(e).__name__}: {e}{link}')
+    if isinstance(b, str): return _fail('not_a_file', f'a {b}, not a regular file: not opened')
     out = dict(nbytes=len(b), sha1=hashlib.sha1(b).hexdigest())
     if not b: return _fail('unreadable', 'empty file (0 bytes)', **out)
     fast = _scan_jpeg(b, max_pixels) if b.startswith(b'\xff\xd8\xff') else None
@@ -224,6 +246,7 @@ def classify(df:pd.DataFrame, # Rows of `read_source` joined with their `scan` (
         g = df[tr & df[key].notna()]
         n = g.groupby(key).label.nunique()
         amb = g[g[key].isin(n[n > 1].index)]
+        if amb.empty: continue   # no image under two labels (and `map` below would make floats of nothing)
         labs = amb.groupby(key).label.agg(lambda s: ','.join(sorted(set(s))))
         why = ('same image under labels ' + amb[key].map(labs)).reindex(df.index)
         mark(df.index.isin(amb.index), 'ambiguous', why)
@@ -282,6 +305,14 @@ def manifest_items(df:pd.DataFrame)->list[Path]:
     root = Path(df.attrs['data_root'])
     return [root/p for p in df.path]
 
+# %% ../nbs/00_data_clean.ipynb #d6f12aa7
+def _tree_fingerprint(root:Path)->str:
+    "`core.tree_fingerprint`, also for file names that are not valid UTF-8 (hashed as their bytes)."
+    h = hashlib.sha1()
+    for p in sorted(root.rglob('*')):
+        if p.is_file(): h.update(os.fsencode(p.relative_to(root).as_posix()) + f'\0{p.stat().st_size}\n'.encode())
+    return h.hexdigest()
+
 # %% ../nbs/00_data_clean.ipynb #86fe2c82
 def clean_data(data_root:Path|str, # A data root: the competition layout or an ImageFolder
                out_dir:Path|str, # Run folder to write into
@@ -296,12 +327,17 @@ def clean_data(data_root:Path|str, # A data root: the competition layout or an I
     data_root, out_dir = Path(data_root).resolve(), Path(out_dir)
     params = dict(data_root=str(data_root), min_side=min_side, near_dup_dist=near_dup_dist,
                   near_dup_corr=near_dup_corr, drop_near_dup=drop_near_dup, max_pixels=max_pixels)
-    with RunRecord(out_dir, '00_data_clean', params, inputs=[data_root]) as rec:
-        files = read_source(data_root)
+    rec = RunRecord(out_dir, '00_data_clean', params)
+    rec.inputs[str(data_root)] = f'tree:{_tree_fingerprint(data_root)}'
+    with rec:
+        files = read_source(data_root).reset_index(drop=True)
+        todo = (files.reason == '').to_numpy()   # the reader's rejects (bad names, unexpected paths) aren't opened
         t0 = time.time()
-        s = scan([data_root/p for p in files.path], n_workers, max_pixels, progress=progress)
-        rec.metrics['scan_images_per_s'] = round(len(files) / (time.time() - t0), 1)
-        scanned = pd.concat([files.reset_index(drop=True), s], axis=1)
+        s = scan([data_root/p for p in files.path[todo]], n_workers, max_pixels, progress=progress)
+        rec.metrics['scan_images_per_s'] = round(int(todo.sum()) / (time.time() - t0), 1)
+        s = s.set_axis(files.index[todo]).reindex(files.index)
+        s.loc[~todo, ['reason', 'detail']] = files.loc[~todo, ['reason', 'detail']].to_numpy()
+        scanned = pd.concat([files.drop(columns=['reason', 'detail']), s], axis=1)
         df = classify(scanned, min_side, near_dup_dist, near_dup_corr, drop_near_dup)
         raw = [t if isinstance(t, bytes) else bytes(256) for t in df.pop('thumb')]   # zeros for unreadable files
         thumbs = np.frombuffer(b''.join(raw), np.uint8).reshape(-1, 16, 16)
@@ -347,6 +383,7 @@ def plot_class_distribution(df:pd.DataFrame, ax=None):
 
 # %% ../nbs/00_data_clean.ipynb #cfa558c8
 def _thumb(path, size=64):
+    if not os.path.isfile(path): return None   # regular files only: opening a pipe would hang
     try:
         with Image.open(path) as im:
             im.draft('RGB', (size, size))
