@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 
 # %% auto #0
 __all__ = ['ALIASES', 'resolve_arch', 'vit_demo', 'swinv2_demo', 'read_state_dict', 'LoadReport', 'load_weights',
-           'efficientnet_lite0_package_file', 'map_efficientnet_lite0', 'efficientnet_lite0_weights', 'create_backbone']
+           'efficientnet_lite0_package_file', 'map_efficientnet_lite0', 'efficientnet_lite0_weights', 'hub_weights',
+           'create_backbone']
 
 # %% ../nbs/03a_backbones.ipynb #6c86954d
 ALIASES = {
@@ -168,6 +169,32 @@ def efficientnet_lite0_weights(model:nn.Module # A timm `tf_efficientnet_lite0`
     "The package's ImageNet weights in timm's key layout."
     return map_efficientnet_lite0(torch.load(efficientnet_lite0_package_file(), map_location='cpu', weights_only=True), model)
 
+# %% ../nbs/03a_backbones.ipynb #5b630d1b
+def hub_weights(name:str, # A timm model name with its tag, e.g. `resolve_arch('swinv2_l')[0]`
+                arch:str|None=None # The name the user gave (an alias), for the message
+               )->str|None:
+    "The local file of `name`'s hub weights (from the cache, else downloaded); fails saying how to provide them."
+    from timm.models import get_pretrained_cfg
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache, constants
+    pc = get_pretrained_cfg(name)
+    if pc is None or not pc.hf_hub_id: return None   # not on the hub: timm reads a URL or file
+    repo, files = pc.hf_hub_id, [pc.hf_hub_filename] if pc.hf_hub_filename else ['model.safetensors', 'pytorch_model.bin']
+    for f in files:
+        if isinstance(p := try_to_load_from_cache(repo, f), str): return p
+    err = 'the hub is switched off (HF_HUB_OFFLINE=1)'
+    if not constants.HF_HUB_OFFLINE:
+        for f in files:
+            try: return hf_hub_download(repo, f)
+            except Exception as e:
+                err = f'downloading failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}'
+                if type(e).__name__ != 'EntryNotFoundError': break   # the hub is unreachable: do not try the next file
+    raise FileNotFoundError(
+        f"{arch or name!r} needs the pretrained weights {name} (Hugging Face hub repo {repo}, file {' or '.join(files)}). "
+        f"They are not in the hub cache {constants.HF_HUB_CACHE}, and {err}. Give them as a file: `-p weights FILE` "
+        f"(a .safetensors or .pth of that model; weights=FILE in Python), or prepare the cache beforehand on a machine "
+        f"with internet (`huggingface-cli download {repo}`, then copy that cache here or point HF_HOME at it); "
+        f"pretrained=False trains from scratch")
+
 # %% ../nbs/03a_backbones.ipynb #099c499a
 def _swin_windows(model)->tuple:
     "Per-stage window a Swin-V2's relative coordinates are normalised by (its pretrained window, else its window)."
@@ -177,8 +204,9 @@ def _swin_windows(model)->tuple:
         out.append(a.pretrained_window_size[0] if a.pretrained_window_size[0] > 0 else a.window_size[0])
     return tuple(out)
 
-def _hub_state_dict(name, kw):
+def _hub_state_dict(name, kw, arch=None):
     "Hub weights of timm model `name` (built at its own default size), and that model's Swin windows if any."
+    if 'file' not in kw.get('pretrained_cfg_overlay', {}): hub_weights(name, arch)
     src = timm.create_model(name, pretrained=True, num_classes=0, **{k: v for k, v in kw.items() if k == 'pretrained_cfg_overlay'})
     return src.state_dict(), (_swin_windows(src) if hasattr(src, 'layers') and 'swin' in name else None)
 
@@ -197,7 +225,7 @@ def create_backbone(arch:str, # Alias (`vit_l`, `swinv2_l`, `vit_demo`, ...) or 
     if img_size is not None: kw['img_size'] = img_size
     if weights is None and pretrained: weights = 'package' if arch == 'efficientnet_lite0' else 'hub'
     sd, windows = None, None
-    if weights == 'hub': sd, windows = _hub_state_dict(name, kw)
+    if weights == 'hub': sd, windows = _hub_state_dict(name, kw, arch)
     if windows and 'pretrained_window_sizes' not in kw: kw['pretrained_window_sizes'] = windows
     ckw = {k: v for k, v in kw.items() if k != 'pretrained_cfg_overlay'}
     try: model = timm.create_model(name, pretrained=False, num_classes=0, drop_path_rate=drop_path_rate, **ckw)
