@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_finetune.ipynb #7c4e92ae
 from __future__ import annotations
-import json, time, random, inspect, hashlib, warnings
+import os, json, time, random, struct, inspect, hashlib, warnings
 from pathlib import Path
 from dataclasses import dataclass, field
 from functools import partial
@@ -24,17 +24,18 @@ from fastai.optimizer import OptimWrapper
 from fastai.metrics import accuracy
 from fastai.torch_core import set_seed, default_device
 from fastai.distributed import DistributedDL
-from .core import atomic_path, atomic_write_text, outputs_root, RunRecord
+from .core import atomic_path, atomic_write_text, outputs_root, RunRecord, file_sha1
 from .distributed import init_distributed, to_distributed, finish_distributed, rank_world
 from .distributed import launch_module, cli_args, run_cli
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'ARCH_DEFAULTS', 'UNDECODABLE', 'flatten_state', 'unflatten_state', 'rng_state', 'set_rng_state',
-           'unwrap_model', 'save_checkpoint', 'Checkpoint', 'checkpoint_meta', 'read_checkpoint', 'gather_objects',
-           'checkpoint_path', 'list_checkpoints', 'last_checkpoint', 'finetune_runs', 'Checkpointer',
-           'load_training_state', 'loss_state', 'adamw', 'warmup_cosine', 'group_lrs', 'fit_resumable', 'finetune',
-           'finetune_config', 'model_config', 'build_model', 'load_model', 'build_loss', 'param_groups',
-           'check_img_size', 'check_manifest', 'preflight', 'AMP', 'make_learner', 'undo_cleaning', 'subsample_pseudo',
+__all__ = ['DEFAULTS', 'ARCH_DEFAULTS', 'RESUME_FREE', 'UNDECODABLE', 'flatten_state', 'unflatten_state', 'rng_state',
+           'set_rng_state', 'unwrap_model', 'tidy_safetensors', 'save_checkpoint', 'Checkpoint', 'checkpoint_meta',
+           'read_checkpoint', 'gather_objects', 'checkpoint_path', 'list_checkpoints', 'last_checkpoint',
+           'finetune_runs', 'Checkpointer', 'load_training_state', 'loss_state', 'adamw', 'warmup_cosine', 'group_lrs',
+           'fit_resumable', 'finetune', 'finetune_config', 'model_config', 'build_model', 'load_model', 'build_loss',
+           'param_groups', 'check_img_size', 'check_manifest', 'check_writable', 'run_inputs', 'check_run_folder',
+           'check_pretrained', 'early_checks', 'preflight', 'AMP', 'make_learner', 'undo_cleaning', 'subsample_pseudo',
            'make_dls', 'DistributedCheck', 'fit_run', 'plot_run', 'launch', 'train_cli']
 
 # %% ../nbs/04_finetune.ipynb #cce3ea10
@@ -102,6 +103,27 @@ def unwrap_model(model:nn.Module)->nn.Module:
         elif hasattr(model, '_orig_mod'): model = model._orig_mod
         else: return model
 
+# %% ../nbs/04_finetune.ipynb #96041df1
+def _file_mode()->int:
+    "The mode `open()` gives a new file: 0666 less the umask."
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+def tidy_safetensors(path:Path|str # A safetensors file (e.g. just written by `save_file`)
+                    )->Path:
+    "Sort the file's metadata keys in its header, in place, and give it the mode of a file `open()` creates."
+    with open(path, 'r+b') as f:
+        n = struct.unpack('<Q', f.read(8))[0]
+        head = json.loads(f.read(n))
+        if '__metadata__' in head: head['__metadata__'] = dict(sorted(head['__metadata__'].items()))
+        new = json.dumps(head, separators=(',', ':'), ensure_ascii=False).encode()
+        if len(new) > n: raise ValueError(f'{path}: the sorted header is longer than the original ({len(new)} > {n})')
+        f.seek(8)
+        f.write(new + b' ' * (n - len(new)))
+    os.chmod(path, _file_mode())
+    return Path(path)
+
 # %% ../nbs/04_finetune.ipynb #7fc26056
 def save_checkpoint(path:Path|str, # Destination `.safetensors` file
                     model:nn.Module, # Model (wrappers are removed)
@@ -117,7 +139,9 @@ def save_checkpoint(path:Path|str, # Destination `.safetensors` file
         t, sk = flatten_state(st, prefix)
         tensors.update(t)
         meta[f'{prefix}_skeleton'] = sk
-    with atomic_path(path) as tmp: save_file(tensors, str(tmp), metadata=meta)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+        tidy_safetensors(tmp)
     return Path(path)
 
 # %% ../nbs/04_finetune.ipynb #5f5f5818
@@ -130,15 +154,31 @@ class Checkpoint:
     states: dict = field(default_factory=dict) # other prefixes ('opt', 'eql', 'rng', ...), rebuilt
 
 # %% ../nbs/04_finetune.ipynb #1b01c0e0
+def _unreadable(path, e:Exception)->ValueError:
+    "A `ValueError` naming `path` and saying what is wrong with it, from safetensors' error `e`."
+    p = Path(path)
+    head = p.read_bytes()[:2] if p.is_file() else b''
+    if 'not fully covered' in str(e) or 'incomplete' in str(e):
+        why = f'it is shorter than its header says ({p.stat().st_size} bytes): truncated, e.g. a copy or a write cut short'
+    elif head in (b'PK', b'\x80\x02', b'\x80\x04', b'\x80\x05'):
+        why = 'it is a torch/pickle file renamed .safetensors, not safetensors'
+    else: why = 'it is not a safetensors file'
+    return ValueError(f'{p}: cannot read this checkpoint: {why} (safetensors: {e})')
+
 def checkpoint_meta(path:Path|str)->dict:
-    "The metadata of a safetensors file, JSON values decoded (header only; raises if the file is not safetensors)."
-    with safe_open(str(path), 'pt') as f: meta = f.metadata() or {}
+    "The metadata of a safetensors file, JSON values decoded (header only; raises, naming the file, if it is not one)."
+    if not Path(path).is_file(): raise FileNotFoundError(f'checkpoint {path} does not exist')
+    try:
+        with safe_open(str(path), 'pt') as f: meta = f.metadata() or {}
+    except Exception as e: raise _unreadable(path, e) from e
     return {k: json.loads(v) if k in ('fgia_config', 'epoch') else v for k,v in meta.items()}
 
 # %% ../nbs/04_finetune.ipynb #249e7c5b
 def read_checkpoint(path:Path|str)->Checkpoint:
     "Load a checkpoint written by `save_checkpoint`."
-    meta, tensors = checkpoint_meta(path), load_file(str(path))
+    meta = checkpoint_meta(path)
+    try: tensors = load_file(str(path))
+    except Exception as e: raise _unreadable(path, e) from e
     model = {k[6:]: v for k,v in tensors.items() if k.startswith('model.')}
     states = {k[:-len('_skeleton')]: unflatten_state(tensors, v) for k,v in meta.items() if k.endswith('_skeleton')}
     return Checkpoint(model, meta.get('fgia_config', {}), meta.get('epoch'), states)
@@ -196,6 +236,18 @@ def _scaler_state(learn)->dict|None:
     sc = getattr(learn, 'scaler', None)
     return sc.state_dict() if sc is not None and sc.is_enabled() else None
 
+def _recorder_state(learn)->dict|None:
+    "What fastai's `Recorder` carries across epochs: the smoothed loss (average, count) and the iteration count."
+    sl = getattr(getattr(learn, 'recorder', None), 'smooth_loss', None)
+    if sl is None: return None
+    return dict(count=sl.count, val=torch.as_tensor(sl.val).detach().cpu().clone(), train_iter=learn.train_iter)
+
+def _set_recorder_state(learn, s:dict):
+    "Restore what `_recorder_state` saved, so a resumed epoch reports the loss an uninterrupted one reports."
+    sl = learn.recorder.smooth_loss
+    sl.count, sl.val = int(s['count']), s['val'].clone()
+    learn.train_iter = int(s['train_iter'])
+
 class Checkpointer(Callback):
     "Per epoch: metrics, `epoch_NNN.safetensors` (rank 0, atomic), keep the last `keep_last`; restore on resume."
     order = ProgressCallback.order + 5   # after the Recorder, ParamScheduler and ProgressCallback
@@ -210,9 +262,12 @@ class Checkpointer(Callback):
     @property
     def start_epoch(self)->int: return 0 if self.resume is None else self.resume.epoch + 1
 
-    def before_fit(self):
+    def before_fit(self):   # after the Recorder's and TrainEvalCallback's, which reset what is restored here
         self.batches = []
-        if self.resume is not None: load_training_state(self.learn, self.resume)
+        if self.resume is None: return
+        load_training_state(self.learn, self.resume)
+        recs = self.resume.states.get('recorder') or []
+        if recs and recs[0] is not None: _set_recorder_state(self.learn, recs[min(rank_world()[0], len(recs) - 1)])
 
     def before_train(self):
         if self.resume is not None and self.epoch == self.start_epoch:
@@ -232,15 +287,15 @@ class Checkpointer(Callback):
         if self.epoch < self.start_epoch:   # skipped while resuming
             self.batches = []
             return
-        rngs = gather_objects(rng_state(self.dls)) # a collective: every rank takes part
+        got = gather_objects((rng_state(self.dls), _recorder_state(self.learn))) # a collective: every rank takes part
         if rank_world()[0] != 0: return
         row = {**dict(zip(self.recorder.metric_names, self.recorder.log)), 'lr': self.opt.hypers[-1]['lr']}
         _append_csv(self.out_dir/'metrics.csv', [row], self.epoch)
         _append_csv(self.out_dir/'batches.csv', self.batches, self.epoch)
         self.batches = []
         save_checkpoint(checkpoint_path(self.out_dir, self.epoch), self.learn.model, self.config, self.epoch,
-                        opt=self.opt.state_dict(), eql=loss_state(self.learn.loss_func), rng=rngs,
-                        scaler=_scaler_state(self.learn))
+                        opt=self.opt.state_dict(), eql=loss_state(self.learn.loss_func), rng=[g[0] for g in got],
+                        recorder=[g[1] for g in got], scaler=_scaler_state(self.learn))
         if self.keep_last:
             for p in list_checkpoints(self.out_dir)[:-self.keep_last]: p.unlink()
 
@@ -369,6 +424,7 @@ def finetune(
 )->Path:
     "Fine-tune one model, here or on `num_processes` processes; returns the run folder."
     kw = {k: v for k, v in locals().items() if k != 'quiet'}
+    early_checks(finetune_config(**kw))   # before building the default dataset
     if train_manifest is None and rank_world()[1] == 1:   # build the default dataset once, never in N processes
         from fgia_nb.data import default_manifest
         kw['train_manifest'] = str(default_manifest(experiment)/'manifest.parquet')
@@ -446,6 +502,11 @@ def load_model(checkpoint:Path|str # A checkpoint of this stage (or a soup of st
     ck = read_checkpoint(checkpoint)
     if not ck.config.get('arch'):
         raise ValueError(f'{checkpoint} has no fgia_config metadata: not a checkpoint of fgia_nb.finetune')
+    if 'head' not in ck.config or 'num_classes' not in ck.config or not ck.model:
+        what = f" ({ck.config['method']} pretraining)" if 'method' in ck.config else ''
+        raise ValueError(f'{checkpoint} is an encoder{what}: its fgia_config has no head or num_classes (and no '
+                         'model. weights), so it is not a fine-tuned checkpoint; fine-tune it with stage 04 '
+                         '(weights=this file), then load that checkpoint')
     m = create_model(**{k: v for k, v in ck.config.items() if k != 'train'})
     m.load_state_dict(ck.model)
     return m.eval()
@@ -501,15 +562,74 @@ def check_manifest(path:Path|str, what:str='train_manifest')->pd.DataFrame:
         raise FileNotFoundError(f'{what} {p} names {len(missing)} missing file(s) under {root}, e.g. {missing[:3]}')
     return df
 
+# %% ../nbs/04_finetune.ipynb #df90226c
+def check_writable(folder:Path|str, # A folder to write (it need not exist yet)
+                   what:str='run folder' # What it is, for the message
+                  ):
+    "Fail, naming the folder, unless a file can be created in `folder` (or, when missing, in its nearest parent)."
+    import tempfile
+    folder = Path(folder).absolute()
+    at = next(p for p in [folder, *folder.parents] if p.exists())
+    try:
+        if not at.is_dir(): raise NotADirectoryError(f'{at} is a file')
+        with tempfile.NamedTemporaryFile(dir=at, prefix='.fgia-write-test-'): pass
+    except OSError as e:
+        where = '' if at == folder else f' (it does not exist, and {at} cannot hold it)'
+        raise PermissionError(f'cannot write the {what} {folder}{where}: {e.strerror or e}; make it writable, or '
+                              'choose another folder (out_dir, or FGIA_OUTPUTS for every stage)') from e
+
+# %% ../nbs/04_finetune.ipynb #10680684
+RESUME_FREE = ('num_workers', 'keep_last', 'resume', 'ddp_check', 'quiet', 'out_dir', 'run', 'experiment')
+
+def run_inputs(cfg:dict)->list:
+    "The files a run reads: its manifests and its weights file."
+    return [cfg['train_manifest'], *cfg['pseudo_manifests']] + ([cfg['weights']] if cfg['weights'] else [])
+
+def _same(a, b)->bool: return json.loads(json.dumps(a, default=str)) == json.loads(json.dumps(b, default=str))
+
+def check_run_folder(cfg:dict # From `finetune_config`
+                    ):
+    "Fail if `cfg['out_dir']` holds checkpoints of other settings or inputs (resuming needs the same run)."
+    out = Path(cfg['out_dir'])
+    if not list_checkpoints(out): return
+    rec = out/'run.json'
+    if not rec.exists():
+        raise ValueError(f'{out} holds checkpoints but no run.json, so the settings that trained them are unknown: '
+                         'use another run/out_dir, or delete the folder to train there')
+    old = json.loads(rec.read_text())
+    params, inputs = old.get('params', {}), old.get('inputs', {})
+    diff = [f'{k}: {params.get(k)!r} -> {v!r}' for k, v in cfg.items()
+            if k not in RESUME_FREE and not _same(params.get(k), v)]
+    diff += [f'input {p} changed since' for p in run_inputs(cfg)
+             if p in inputs and Path(p).is_file() and inputs[p] != file_sha1(p)]
+    if diff:
+        raise ValueError(f'{out} holds a run with other settings ({"; ".join(diff)}); its checkpoints and run.json '
+                         'describe those weights. Use another run/out_dir, or delete the folder to train there '
+                         'with these settings')
+
+# %% ../nbs/04_finetune.ipynb #72f1d5a3
+def check_pretrained(cfg:dict):
+    "Fail now, saying how to provide them, if the run needs hub weights that are neither cached nor downloadable."
+    if not cfg['pretrained'] or cfg['weights'] or cfg['arch'] == 'efficientnet_lite0': return
+    from fgia_nb.backbones import resolve_arch, hub_weights
+    hub_weights(resolve_arch(cfg['arch'])[0], cfg['arch'])
+
+def early_checks(cfg:dict):
+    "What needs no input file: the run folder (writable; same settings when it holds checkpoints), the hub weights."
+    check_writable(cfg['out_dir'])
+    check_run_folder(cfg)
+    check_pretrained(cfg)
+
 # %% ../nbs/04_finetune.ipynb #3aa8f193
 def preflight(cfg:dict):
-    "Check the configuration's arch, image size and input files before anything trains."
+    "Check the configuration, the run folder, the arch, image size, weights and input files before anything trains."
     if cfg['head'] not in ('linear', 'arcface'):
         raise ValueError(f"head must be 'linear' or 'arcface', got {cfg['head']!r}")
     if cfg['loss'] not in ('ce', 'eql', 'logit_adjusted'):
         raise ValueError(f"loss must be 'ce', 'eql' or 'logit_adjusted', got {cfg['loss']!r}")
     if cfg['precision'] not in ('fp32', 'bf16', 'fp16'):
         raise ValueError(f"precision must be 'fp32', 'bf16', 'fp16' or 'auto', got {cfg['precision']!r}")
+    early_checks(cfg)
     check_img_size(cfg)
     if cfg['weights'] is not None and not Path(cfg['weights']).is_file():
         raise FileNotFoundError(f"weights file {cfg['weights']} does not exist")

@@ -1,6 +1,6 @@
 "Fine-tuning on CPU: determinism, exact resume after a kill, and bad input failing before training."
-import json, os, subprocess, sys, time
-import pytest, torch
+import json, os, shutil, stat, subprocess, sys, time
+import pandas as pd, pytest, torch
 from safetensors.torch import load_file, save_file
 from fgia_nb.finetune import finetune_config, fit_run, list_checkpoints, load_model, read_checkpoint
 from fgia_nb.distributed import cli_args
@@ -25,6 +25,8 @@ def test_same_seed_same_weights(manifest, uninterrupted, tmp_path):
     sa, sb = final_state(uninterrupted), final_state(b)
     assert sa.keys() == sb.keys() and any(k.startswith('eql.') for k in sa)
     for k in sa: assert torch.equal(sa[k], sb[k]), k
+    for pa, pb in zip(list_checkpoints(uninterrupted), list_checkpoints(b), strict=True):   # issue 12 item 11
+        assert pa.read_bytes() == pb.read_bytes(), pa.name   # the safetensors metadata came in hash order
     c = fit_run(cfg_for(manifest, tmp_path/'c', seed=8), quiet=True)
     assert not torch.equal(final_state(c)['model.head.weight'], sa['model.head.weight'])
 
@@ -45,6 +47,29 @@ def test_resume_after_kill_matches_uninterrupted(manifest, uninterrupted, tmp_pa
     for k in sa:
         if not k.startswith('rng.'): assert torch.equal(sa[k], sk[k]), k
     assert json.loads((tmp_path/'k'/'run.json').read_text())['metrics']['start_epoch'] == 1
+    # issue 12 item 11: the resumed epoch reports what the uninterrupted one did (the smoothed loss restarted)
+    for f in ('metrics.csv', 'batches.csv'):
+        a, k = pd.read_csv(uninterrupted/f), pd.read_csv(tmp_path/'k'/f)
+        pd.testing.assert_frame_equal(k.drop(columns='time', errors='ignore'), a.drop(columns='time', errors='ignore'),
+                                      check_exact=True)
+
+def test_checkpoint_mode_is_a_normal_files(uninterrupted):
+    "Issue 12 item 11: safetensors wrote checkpoints 0600, every other output 0644 (the umask's)."
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)
+    assert {mode(p) for p in list_checkpoints(uninterrupted)} == {mode(uninterrupted/'run.json')}
+
+def test_rerun_with_other_settings_fails(manifest, uninterrupted, tmp_path):
+    "Issue 12 item 3: a finished run re-run with other settings reported complete, its record stating the new ones."
+    run = tmp_path/'run'
+    shutil.copytree(uninterrupted, run)
+    before = {p.name: p.read_bytes() for p in sorted(run.iterdir())}
+    with pytest.raises(ValueError, match=r'holds a run with other settings \(lr: 0\.002 -> 0\.5; seed: 7 -> 8\).*'
+                                         r'Use another run/out_dir, or delete the folder'):
+        fit_run(cfg_for(manifest, run, lr=0.5, seed=8), quiet=True)
+    assert {p.name: p.read_bytes() for p in sorted(run.iterdir())} == before
+    fit_run(cfg_for(manifest, run, num_workers=1), quiet=True)   # a setting that cannot change the weights
+    assert all(p.read_bytes() == before[p.name] for p in list_checkpoints(run))
+    assert json.loads((run/'run.json').read_text())['status'] == 'complete'
 
 def test_keep_last_and_load_model(manifest, uninterrupted):
     assert [p.name for p in list_checkpoints(uninterrupted)] == [f'epoch_{i:03d}.safetensors' for i in range(3)]
