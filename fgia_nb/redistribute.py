@@ -10,8 +10,8 @@ from .core import atomic_path, outputs_root, data_root, run_dir, RunRecord
 from .logits import Logits, open_logits, iter_chunks, read_rows, _as_float
 
 # %% auto #0
-__all__ = ['argmax_labels', 'winners_redistribute', 'candidate_pairs', 'prior_prices', 'capacity_assign', 'prior_match',
-           'compare_methods', 'plot_class_counts', 'write_submission', 'redistribute_scores']
+__all__ = ['METHODS', 'argmax_labels', 'winners_redistribute', 'candidate_pairs', 'prior_prices', 'capacity_assign',
+           'prior_match', 'compare_methods', 'plot_class_counts', 'write_submission', 'redistribute_scores']
 
 # %% ../nbs/09_redistribute.ipynb #da4734f0
 def _chunks(S, chunk:int=4096):
@@ -195,6 +195,8 @@ def write_submission(path:Path|str, # Destination, usually `.../pred_results.csv
     return Path(path)
 
 # %% ../nbs/09_redistribute.ipynb #c768763d
+METHODS = ('prior_match', 'winners', 'argmax')
+
 def redistribute_scores(experiment:str='demo', # Experiment folder under outputs/
                         split:str='testb', # Test split to submit
                         scores_dir:str='', # Stage-08 scores folder (default outputs/<experiment>/08_ensemble/<split>)
@@ -207,6 +209,9 @@ def redistribute_scores(experiment:str='demo', # Experiment folder under outputs
     "Stage 09: re-distribute an ensemble's scores, write `pred_results.csv` (and each method's), score them."
     params = dict(locals())
     from fgia_nb.sources import answers_dir, score
+    from fgia_nb.finetune import check_writable
+    if method not in METHODS: raise ValueError(f'method must be one of {list(METHODS)}, not {method!r}')
+    check_writable(outputs_root()/experiment/'09_redistribute'/(run or split), 'outputs folder')
     S = open_logits(Path(scores_dir) if scores_dir else outputs_root()/experiment/'08_ensemble'/split)
     out = run_dir(experiment, '09_redistribute', run or split)
     N, C = S.shape

@@ -189,16 +189,23 @@ def tta_predict(experiment:str='demo', # Experiment folder under outputs/
                )->pd.DataFrame:
     "Stage 05: predict each split with each stage-04 run's last checkpoint (or soup); top-1 on the default data."
     params = dict(locals())
-    from fgia_nb.finetune import finetune_runs
+    from fgia_nb.finetune import finetune_runs, list_checkpoints, checkpoint_meta, check_writable
+    if average not in ('logit', 'prob'): raise ValueError(f"average must be 'logit' or 'prob', not {average!r}")
     runs = finetune_runs(experiment, train_run)
+    soup = lambda r: outputs_root()/experiment/'07_model_soup'/r.name/'soup.safetensors'
+    cks = {r: soup(r) if use_soup else list_checkpoints(r)[-1] for r in runs}
+    for r, ck in cks.items():   # before any work: a missing, truncated or foreign file, or a folder we cannot write
+        checkpoint_meta(ck)
+        for sp in split.split(','):
+            check_writable(outputs_root()/experiment/'05_tta_predict'/f'{r.name}{".soup" if use_soup else ""}-{sp}',
+                           'outputs folder')
     manifest_path = (Path(manifest) if manifest else
                      outputs_root()/experiment/'00_data_clean'/'default'/'manifest.parquet')
     zooms = [float(s) for s in scales.split(',') if s]
     results = {}
     for r, sp in [(r, s) for r in runs for s in split.split(',')]:
         ans = default_answers(sp)
-        if use_soup: ck = outputs_root()/experiment/'07_model_soup'/r.name/'soup.safetensors'
-        else: ck = sorted(r.glob('epoch_[0-9][0-9][0-9].safetensors'))[-1]
+        ck = cks[r]
         name = f'{r.name}{".soup" if use_soup else ""}-{sp}'
         out = run_dir(experiment, '05_tta_predict', name)
         with RunRecord(out, '05_tta_predict', params={**params, 'split': sp, 'checkpoint': str(ck)},

@@ -1,4 +1,5 @@
 "Stage 05 end to end: a checkpoint and a synthetic manifest -> logits folder, on one process and sharded over two."
+import re
 import numpy as np, torch, pytest
 from pathlib import Path
 from fgia_nb.testing import synthetic_manifest
@@ -36,3 +37,15 @@ def test_adjust_needs_linear_prior(setup):
     d = read_rows(a, 0, 7).astype(np.float32) - read_rows(p, 0, 7).astype(np.float32)
     prior = np.log(np.array([8, 4, 1]) / 13)
     np.testing.assert_allclose(d, np.broadcast_to(-prior, d.shape), atol=3e-2)
+
+@pytest.mark.parametrize('damage,why', [('truncated', 'it is shorter than its header says'),
+                                        ('pickle', 'it is a torch/pickle file renamed .safetensors')])
+def test_damaged_checkpoint_is_named(setup, tmp_path, damage, why):
+    "Issue 12 item 10: a truncated checkpoint, or a pickle renamed .safetensors, failed without naming the file."
+    t, mp, ck, man = setup
+    bad = tmp_path/'epoch_001.safetensors'
+    if damage == 'truncated': bad.write_bytes(ck.read_bytes()[:ck.stat().st_size // 2])
+    else: torch.save({'w': torch.ones(2)}, bad)
+    with pytest.raises(ValueError, match=f'{re.escape(str(bad))}: cannot read this checkpoint: {re.escape(why)}'):
+        predict_checkpoint(bad, mp, 'testa', tmp_path/'out', progress=False)
+    assert not (tmp_path/'out').exists()
