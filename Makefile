@@ -41,9 +41,11 @@ export-check: $(STAMP)
 	rm -rf $$tmp; echo "export-check: fgia_nb/ matches the notebooks"
 
 # Build the default dataset once before notebooks run in parallel (they all read it).
+# The notebooks' runs write into a scratch outputs folder, never over a demo run's outputs/.
 nbtest: $(STAMP) data
 	$(BIN)/fgia-default-data
-	$(BIN)/nbdev-test --n-workers 2 --timing
+	@out=$$(mktemp -d -t fgia-nbtest-XXXXXX); trap 'rm -rf "$$out"' EXIT; \
+	FGIA_OUTPUTS=$$out $(BIN)/nbdev-test --n-workers 2 --timing
 
 # Headless Chromium and its driver for tests/test_docs.py (Debian packages; installed when root).
 browser:
