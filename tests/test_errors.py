@@ -1,36 +1,33 @@
 "Issue 12 item 10: bad input that ended in a traceback now stops early with a message naming what is wrong."
-import os, shutil, stat, subprocess, sys, tempfile, textwrap
+import os, re, subprocess, sys, textwrap
 from pathlib import Path
 import numpy as np, pytest
 from fgia_nb.logits import logits_writer
 
-NOBODY = 65534
-
-def run_py(code:str, env:dict, as_nobody:bool=False):
-    "Run `code` in a fresh Python; as the unprivileged user `nobody` when asked and we are root. (rc, output)"
-    def drop():
-        os.setgid(NOBODY)
-        os.setuid(NOBODY)
-    pre = drop if as_nobody and os.geteuid() == 0 else None
+def run_py(code:str, env:dict):
+    "Run `code` in a fresh Python (so hub settings from `env` apply from the start): (rc, output)."
     r = subprocess.run([sys.executable, '-c', textwrap.dedent(code)], env={**os.environ, **env}, capture_output=True,
-                       text=True, timeout=600, preexec_fn=pre)
+                       text=True, timeout=600)
     return r.returncode, r.stdout + r.stderr
 
 @pytest.fixture
-def shared():
-    "A folder every user can read (pytest's tmp_path is root's alone), with a writable home for the subprocess."
-    d = Path(tempfile.mkdtemp(prefix='fgia-errors-'))
-    d.chmod(0o755)
-    (d/'home').mkdir()
-    (d/'home').chmod(0o777)
-    yield d
-    for p in d.rglob('*'):
-        if p.is_dir(): p.chmod(0o755)
-    shutil.rmtree(d)
-
-def user_env(d:Path)->dict:
-    return dict(HOME=str(d/'home'), MPLCONFIGDIR=str(d/'home'/'mpl'), HF_HOME=str(d/'home'/'hf'),
-                PYTHONWARNINGS='ignore')
+def read_only():
+    """Factory: `read_only(top, *inner)` makes the folders read-only for this process: mode 0555 and, as root (whom
+    modes do not stop), `top` bind-mounted read-only (skipped where mounting is not allowed). Undone afterwards."""
+    done, mounted = [], []
+    def make(top:Path, *inner:Path):
+        for p in (*inner, top):
+            p.chmod(0o555)
+            done.append(p)
+        if os.geteuid() != 0: return
+        if subprocess.run(['mount', '--bind', str(top), str(top)], capture_output=True).returncode:
+            pytest.skip('running as root, and a read-only bind mount is not allowed here')
+        mounted.append(top)
+        if subprocess.run(['mount', '-o', 'remount,bind,ro', str(top)], capture_output=True).returncode:
+            pytest.skip('running as root, and a read-only bind mount is not allowed here')
+    yield make
+    for p in mounted: subprocess.run(['umount', str(p)], check=True)
+    for p in done: p.chmod(0o755)
 
 def test_hub_weights_offline(tmp_path):
     "`-p arch swinv2_l` without internet ended in huggingface_hub's LocalEntryNotFoundError traceback."
@@ -45,36 +42,31 @@ def test_hub_weights_offline(tmp_path):
     assert 'LocalEntryNotFoundError' not in out
 
 @pytest.mark.parametrize('exists', [False, True])
-def test_read_only_outputs_folder_finetune(shared, make_manifest, exists):
+def test_read_only_outputs_folder_finetune(tmp_path, make_manifest, read_only, exists):
     "A read-only outputs folder failed on a temporary file's name (or mid-way); now it is named before any work."
-    man = make_manifest(shared)
-    ro = shared/'outputs'
+    from fgia_nb.finetune import finetune_config, fit_run
+    man = make_manifest(tmp_path)
+    ro = tmp_path/'outputs'
     (ro/'run').mkdir(parents=True) if exists else ro.mkdir()
-    for p in (ro/'run', ro) if exists else (ro,): p.chmod(0o555)
-    target = ro/'run' if exists else ro
-    rc, out = run_py(f"""
-        from fgia_nb.finetune import finetune_config, fit_run
-        fit_run(finetune_config('vit_demo', train_manifest='{man}', out_dir='{ro/'run'}'), quiet=True)
-        """, user_env(shared), as_nobody=True)
-    assert rc != 0
-    assert f"PermissionError: cannot write the run folder {ro/'run'}" in out, out[-3000:]
-    assert os.listdir(target) == []   # nothing written
+    read_only(ro, *([ro/'run'] if exists else []))
+    with pytest.raises(PermissionError, match=f"cannot write the run folder {re.escape(str(ro/'run'))}"):
+        fit_run(finetune_config('vit_demo', train_manifest=str(man), out_dir=str(ro/'run')), quiet=True)
+    assert os.listdir(ro/'run' if exists else ro) == []   # nothing written
 
-def test_read_only_outputs_folder_redistribute(shared):
+def test_read_only_outputs_folder_redistribute(tmp_path, read_only, monkeypatch):
     "Stage 09 into a read-only outputs folder: named before any work."
-    scores = shared/'scores'
+    from fgia_nb.redistribute import redistribute_scores
+    scores = tmp_path/'scores'
     p = np.full((4, 2), 0.5, np.float32)
     with logits_writer(scores, [f'{i}.jpg' for i in range(4)], ['0000', '0001'], 'scores') as w: w(p)
-    ro = shared/'outputs'
-    (ro/'x'/'09_redistribute'/'testb').mkdir(parents=True)
-    for q in [ro/'x'/'09_redistribute'/'testb', ro/'x'/'09_redistribute', ro/'x', ro]: q.chmod(0o555)
-    rc, out = run_py(f"""
-        from fgia_nb.redistribute import redistribute_scores
-        redistribute_scores('x', scores_dir='{scores}')
-        """, {**user_env(shared), 'FGIA_OUTPUTS': str(ro)}, as_nobody=True)
-    assert rc != 0
-    assert f"PermissionError: cannot write the outputs folder {ro/'x'/'09_redistribute'/'testb'}" in out, out[-3000:]
-    assert os.listdir(ro/'x'/'09_redistribute'/'testb') == []
+    ro = tmp_path/'outputs'
+    out = ro/'x'/'09_redistribute'/'testb'
+    out.mkdir(parents=True)
+    read_only(ro, out, out.parent, ro/'x')
+    monkeypatch.setenv('FGIA_OUTPUTS', str(ro))
+    with pytest.raises(PermissionError, match=f'cannot write the outputs folder {re.escape(str(out))}'):
+        redistribute_scores('x', scores_dir=str(scores))
+    assert os.listdir(out) == []
 
 def test_misspelt_method_fails_first(tmp_path):
     "Stage 09's `method` misspelt gave a KeyError after all the work; now before it, listing the methods."
