@@ -42,6 +42,9 @@ def test_resume_after_kill_matches_uninterrupted(manifest, uninterrupted, tmp_pa
     p.kill() # SIGKILL, mid-way through epoch 1
     p.wait()
     assert [q.name for q in list_checkpoints(tmp_path/'k')] == ['epoch_000.safetensors']
+    # issue 12 item 3's check compares a run folder holding checkpoints with its run.json: the killed run's record
+    # (written by the command line, still 'running') must accept a resume with the same settings
+    assert json.loads((tmp_path/'k'/'run.json').read_text())['status'] == 'running'
     fit_run(cfg, quiet=True)
     sa, sk = final_state(uninterrupted), final_state(tmp_path/'k')
     for k in sa:
