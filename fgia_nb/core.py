@@ -160,7 +160,7 @@ def tree_fingerprint(path:Path|str # A folder
     root = Path(path)
     h = hashlib.sha1()
     for p in sorted(root.rglob('*')):
-        if p.is_file(): h.update(f'{p.relative_to(root).as_posix()}\0{p.stat().st_size}\n'.encode())
+        if p.is_file(): h.update(os.fsencode(p.relative_to(root).as_posix()) + f'\0{p.stat().st_size}\n'.encode())
     return h.hexdigest()
 
 # %% ../nbs/base/00_core.ipynb #2d199170

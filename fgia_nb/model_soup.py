@@ -57,7 +57,7 @@ def save_streamed(tensors:dict, # name -> tensor (CPU, contiguous)
         n = t.numel()*t.element_size()
         header[k] = dict(dtype=_ST_DTYPES[t.dtype], shape=list(t.shape), data_offsets=[off, off+n])
         off += n
-    if metadata: header['__metadata__'] = {str(k): str(v) for k, v in metadata.items()}
+    if metadata: header['__metadata__'] = {str(k): str(v) for k, v in sorted(metadata.items())}  # one byte order
     h = json.dumps(header, separators=(',', ':')).encode()
     h += b' '*(-len(h) % 8)
     with atomic_path(path) as tmp, open(tmp, 'wb') as f:

@@ -103,3 +103,16 @@ def test_accuracy_scorer_counts_the_right_class(tmp_path, cls, want):
     sd['head.fc.weight'] = torch.zeros_like(sd['head.fc.weight'])
     sd['head.fc.bias'] = torch.nn.functional.one_hot(torch.tensor(cls), 3).float() * 10
     assert score(sd) == pytest.approx(want)
+
+
+def test_soup_metadata_is_written_in_one_order(tmp_path):
+    "safetensors hands metadata back in no set order; a soup written from it must not depend on that order."
+    import struct
+    from fgia_nb.model_soup import save_streamed
+    t = {'w': torch.ones(2)}
+    a = save_streamed(t, tmp_path/'a.safetensors', {'b': '1', 'a': '2', 'c': '3'})
+    b = save_streamed(t, tmp_path/'b.safetensors', {'c': '3', 'a': '2', 'b': '1'})
+    assert a.read_bytes() == b.read_bytes()
+    raw = a.read_bytes()
+    head = json.loads(raw[8:8 + struct.unpack('<Q', raw[:8])[0]])
+    assert list(head['__metadata__']) == ['a', 'b', 'c']
