@@ -115,7 +115,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'fgia_nb.data_clean._scan_chunk': ('data_clean.html#_scan_chunk', 'fgia_nb/data_clean.py'),
                                     'fgia_nb.data_clean._scan_jpeg': ('data_clean.html#_scan_jpeg', 'fgia_nb/data_clean.py'),
                                     'fgia_nb.data_clean._thumb': ('data_clean.html#_thumb', 'fgia_nb/data_clean.py'),
-                                    'fgia_nb.data_clean._tree_fingerprint': ('data_clean.html#_tree_fingerprint', 'fgia_nb/data_clean.py'),
                                     'fgia_nb.data_clean._zscore': ('data_clean.html#_zscore', 'fgia_nb/data_clean.py'),
                                     'fgia_nb.data_clean.classify': ('data_clean.html#classify', 'fgia_nb/data_clean.py'),
                                     'fgia_nb.data_clean.clean_data': ('data_clean.html#clean_data', 'fgia_nb/data_clean.py'),

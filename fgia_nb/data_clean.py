@@ -305,14 +305,6 @@ def manifest_items(df:pd.DataFrame)->list[Path]:
     root = Path(df.attrs['data_root'])
     return [root/p for p in df.path]
 
-# %% ../nbs/00_data_clean.ipynb #d6f12aa7
-def _tree_fingerprint(root:Path)->str:
-    "`core.tree_fingerprint`, also for file names that are not valid UTF-8 (hashed as their bytes)."
-    h = hashlib.sha1()
-    for p in sorted(root.rglob('*')):
-        if p.is_file(): h.update(os.fsencode(p.relative_to(root).as_posix()) + f'\0{p.stat().st_size}\n'.encode())
-    return h.hexdigest()
-
 # %% ../nbs/00_data_clean.ipynb #86fe2c82
 def clean_data(data_root:Path|str, # A data root: the competition layout or an ImageFolder
                out_dir:Path|str, # Run folder to write into
@@ -327,9 +319,7 @@ def clean_data(data_root:Path|str, # A data root: the competition layout or an I
     data_root, out_dir = Path(data_root).resolve(), Path(out_dir)
     params = dict(data_root=str(data_root), min_side=min_side, near_dup_dist=near_dup_dist,
                   near_dup_corr=near_dup_corr, drop_near_dup=drop_near_dup, max_pixels=max_pixels)
-    rec = RunRecord(out_dir, '00_data_clean', params)
-    rec.inputs[str(data_root)] = f'tree:{_tree_fingerprint(data_root)}'
-    with rec:
+    with RunRecord(out_dir, '00_data_clean', params, inputs=[data_root]) as rec:
         files = read_source(data_root).reset_index(drop=True)
         todo = (files.reason == '').to_numpy()   # the reader's rejects (bad names, unexpected paths) aren't opened
         t0 = time.time()
