@@ -10,39 +10,55 @@ from .core import atomic_path, outputs_root, data_root, run_dir, RunRecord
 from .logits import Logits, open_logits, iter_chunks, read_rows, _as_float
 
 # %% auto #0
-__all__ = ['METHODS', 'argmax_labels', 'winners_redistribute', 'candidate_pairs', 'prior_prices', 'capacity_assign',
-           'prior_match', 'compare_methods', 'plot_class_counts', 'write_submission', 'redistribute_scores']
+__all__ = ['METHODS', 'argmax_labels', 'winners_order', 'winners_redistribute', 'candidate_pairs', 'prior_prices',
+           'capacity_assign', 'prior_match', 'compare_methods', 'plot_class_counts', 'write_submission',
+           'redistribute_scores']
 
 # %% ../nbs/09_redistribute.ipynb #da4734f0
-def _chunks(S, chunk:int=4096):
-    "Yield `(start, float32 block)` from an array or a `Logits` folder."
-    if isinstance(S, Logits): yield from iter_chunks(S, chunk)
+def _chunks(S, chunk:int=4096, own:bool=False):
+    "Yield `(start, block)` from an array or a `Logits` folder: float32 blocks, or with `own` in the scores' own type."
+    if isinstance(S, Logits): yield from iter_chunks(S, chunk, S.dtype if own else np.float32)
     else:
-        for s in range(0, len(S), chunk): yield s, _as_float(np.asarray(S[s:s+chunk]))
+        for s in range(0, len(S), chunk):
+            b = np.asarray(S[s:s+chunk])
+            yield s, (b if own else _as_float(b))
 
 def _shape(S): return S.shape
 
 # %% ../nbs/09_redistribute.ipynb #ca3e8612
 def argmax_labels(S, chunk:int=4096)->np.ndarray:
-    "Row-wise argmax, streamed."
-    return np.concatenate([b.argmax(1) for _, b in _chunks(S, chunk)]).astype(np.int64)
+    "Row-wise argmax of the scores as they are (float16 is widened, which changes no value), streamed."
+    widen = lambda b: _as_float(b) if b.dtype == np.float16 else b
+    return np.concatenate([widen(b).argmax(1) for _, b in _chunks(S, chunk, own=True)]).astype(np.int64)
+
+# %% ../nbs/09_redistribute.ipynb #21eae281
+def winners_order(counts:np.ndarray, # (C,) images per class under the argmax
+                  K:int # Minimum count per class
+                 )->np.ndarray:
+    "The short classes (`counts < K`) in the winners' visiting order: by count, counts in order of first appearance."
+    short = np.flatnonzero(counts < K)
+    _, first, group = np.unique(counts[short], return_index=True, return_inverse=True)
+    return short[np.argsort(first[group], kind='stable')]
 
 # %% ../nbs/09_redistribute.ipynb #b8fcd0ab
 def winners_redistribute(S, # (N, C) scores (probabilities), array or `Logits`
                          K:int, # Minimum count per class (a little under N / C)
                          chunk:int=4096)->np.ndarray:
-    "The winners' re-distribution: fill every class counted short once, in class order, without recounting."
-    pred = argmax_labels(S, chunk)
-    counts = np.bincount(pred, minlength=_shape(S)[1])          # counted once, never again
-    short = np.flatnonzero(counts < K)
-    if not len(short): return pred
-    cols = np.concatenate([b[:, short].T for _, b in _chunks(S, chunk)], axis=1)  # (n_short, N): only the columns read
-    for j, c in enumerate(short):
-        col = cols[j]
-        col[pred == c] = -np.inf
-        need = min(K - counts[c], int(np.isfinite(col).sum()))
-        if need > 0: pred[np.argpartition(-col, need-1)[:need]] = c
-    return pred
+    "The winners' re-distribution, exactly as their script ran it: counted once, visited by count, never recounted."
+    N, C = _shape(S)
+    pred = argmax_labels(S, chunk)                       # their `pred_labels`: never updated
+    counts = np.bincount(pred, minlength=C)
+    order = winners_order(counts, K)
+    if not len(order): return pred
+    if K - counts[order].min() > N:                      # where their np.argpartition fails
+        raise ValueError(f'K={K} asks for up to {K - counts[order].min()} images per class, but there are {N}')
+    cols = np.concatenate([b[:, order].T for _, b in _chunks(S, chunk, own=True)], axis=1)  # (short, N), own type
+    out = pred.copy()
+    for c, col in zip(order.tolist(), cols):
+        col[pred == c] = 0                               # the ORIGINAL argmax's images; 0, as theirs
+        topk = K - counts[c]
+        out[np.argpartition(col, -topk)[-topk:]] = c     # overwrites whatever an earlier class wrote
+    return out
 
 # %% ../nbs/09_redistribute.ipynb #682f9d5e
 def candidate_pairs(S, # (N, C) probabilities, array or `Logits`
