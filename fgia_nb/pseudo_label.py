@@ -11,20 +11,31 @@ from .core import run_dir, RunRecord, outputs_root, atomic_path, atomic_write_te
 from .logits import Logits, open_logits, iter_chunks, logits_writer, softmax_np, default_answers
 
 # %% auto #0
-__all__ = ['confidences', 'select_threshold', 'select_quota', 'kept_report', 'plot_kept', 'pseudo_manifest', 'write_pseudo',
-           'pseudo_label']
+__all__ = ['confidences', 'select_threshold', 'select_quota', 'target_prior', 'scores_prior', 'kept_report', 'plot_kept',
+           'pseudo_manifest', 'write_pseudo', 'pseudo_label']
 
 # %% ../nbs/06_pseudo_label.ipynb #a250e657
 def _probs(lg:Logits, b:np.ndarray)->np.ndarray: return b if lg.npy.stem == 'scores' else softmax_np(b)
 
-# %% ../nbs/06_pseudo_label.ipynb #ded226d9
-def confidences(S, # `Logits` (scores or logits folder) or an (N, C) probability array
-                chunk:int=4096)->tuple:
-    "`(conf, label)`: each row's top probability and its class index, streamed."
-    conf, lab = [], []
+def _prob_chunks(S, chunk:int=4096, weights=None):
+    "Yield `(start, probabilities)` float32 blocks of `S` (folder or array), times `weights` and renormalised if given."
     it = ((s, _probs(S, b)) for s, b in iter_chunks(S, chunk)) if isinstance(S, Logits) else \
          ((s, np.asarray(S[s:s+chunk], np.float32)) for s in range(0, len(S), chunk))
-    for _, p in it:
+    w = None if weights is None else np.asarray(weights, np.float32)
+    for s, p in it:
+        if w is not None:
+            p = p * w
+            p /= np.maximum(p.sum(1, keepdims=True), 1e-30)
+        yield s, p
+
+# %% ../nbs/06_pseudo_label.ipynb #ded226d9
+def confidences(S, # `Logits` (scores or logits folder) or an (N, C) probability array
+                chunk:int=4096,
+                weights=None # Per-class multipliers applied (then rows renormalised) first, e.g. `target / scores_prior(S)`
+               )->tuple:
+    "`(conf, label)`: each row's top probability and its class index, streamed."
+    conf, lab = [], []
+    for _, p in _prob_chunks(S, chunk, weights):
         conf.append(p.max(1))
         lab.append(p.argmax(1))
     return np.concatenate(conf), np.concatenate(lab).astype(np.int64)
@@ -51,6 +62,37 @@ def select_quota(conf:np.ndarray, # Top probability per row
     keep[order[rank < quota]] = True
     return keep & (conf >= threshold)
 
+# %% ../nbs/06_pseudo_label.ipynb #e06e5fc2
+def target_prior(prior:str, # 'uniform', 'none', or comma-separated class frequencies (classes.json order)
+                 C:int # Number of classes
+                )->np.ndarray|None:
+    "The split's known class prior as a vector summing to 1, or None for 'none' (no correction)."
+    if prior == 'none': return None
+    if prior == 'uniform': return np.full(C, 1/C)
+    t = np.array([float(v) for v in prior.split(',')])
+    if len(t) != C or not (t > 0).all():
+        raise ValueError(f"prior: expected 'uniform', 'none' or {C} positive comma-separated numbers, got {prior!r}")
+    return t / t.sum()
+
+# %% ../nbs/06_pseudo_label.ipynb #e22d3cca
+def scores_prior(S, # `Logits` (scores or logits folder) or an (N, C) probability array
+                 target=None, # The split's known class prior (default uniform)
+                 tol:float=1e-3, # Stop when every class's mean re-weighted probability is within `tol` (relative) of `target`
+                 max_iter:int=200, chunk:int=4096)->np.ndarray:
+    "The class prior `q` the scores lean to on this split: re-weighted by `target / q` and renormalised, they average to `target`."
+    C = S.shape[1]
+    t = np.full(C, 1/C) if target is None else np.asarray(target, np.float64) / np.sum(target)
+    w = np.ones(C)
+    for _ in range(max_iter):
+        m = np.zeros(C)
+        for _, p in _prob_chunks(S, chunk, w): m += p.sum(0, dtype=np.float64)
+        m /= S.shape[0]
+        if (np.abs(m - t) <= tol*t).all(): break
+        w = w * t / np.maximum(m, 1e-30)
+        w = np.maximum(w / w.max(), 1e-12)
+    q = t / w
+    return q / q.sum()
+
 # %% ../nbs/06_pseudo_label.ipynb #8f2d4ff6
 def kept_report(keep:np.ndarray, # Boolean mask of kept rows
                 label:np.ndarray, # Pseudo-label per row
@@ -67,13 +109,12 @@ def kept_report(keep:np.ndarray, # Boolean mask of kept rows
     return r
 
 # %% ../nbs/06_pseudo_label.ipynb #661c24b3
-def plot_kept(masks:dict, # rule name -> boolean mask of kept rows
-              label:np.ndarray, # Pseudo-label per row
+def plot_kept(kept:dict, # rule name -> (boolean mask of kept rows, pseudo-label per row)
               C:int, ax=None):
     "Sorted per-class kept counts of several selection rules."
     import matplotlib.pyplot as plt, seaborn as sns
-    def counts(m): return np.sort(np.bincount(label[m], minlength=C))[::-1]
-    df = pd.concat([pd.DataFrame(dict(rank=np.arange(C), kept=counts(m), rule=k)) for k, m in masks.items()])
+    def counts(m, lab): return np.sort(np.bincount(lab[m], minlength=C))[::-1]
+    df = pd.concat([pd.DataFrame(dict(rank=np.arange(C), kept=counts(m, l), rule=k)) for k, (m, l) in kept.items()])
     ax = ax or plt.subplots(figsize=(7, 3.5))[1]
     sns.lineplot(df, x='rank', y='kept', hue='rule', ax=ax)
     ax.set(xlabel='class (sorted by kept count)', ylabel='pseudo-labelled images', title='Kept per class')
@@ -107,7 +148,9 @@ def pseudo_manifest(lg:Logits, # The scores (or logits) folder the labels come f
 def write_pseudo(out:Path|str, # Run folder for the manifest
                  rows:pd.DataFrame, # From `pseudo_manifest`
                  lg:Logits, # The scores folder (for `soft.npy`)
-                 soft:bool=False, chunk:int=4096)->Path:
+                 soft:bool=False, chunk:int=4096,
+                 weights=None # The per-class weights the labels were chosen with (`soft.npy` is re-weighted too)
+                )->Path:
     "Write `manifest.parquet`, `classes.json` and optionally `soft.npy` (the kept rows' probabilities)."
     from fgia_nb.data_clean import write_manifest
     out = Path(out)
@@ -117,9 +160,9 @@ def write_pseudo(out:Path|str, # Run folder for the manifest
         if soft:
             r = rows._row.values
             with logits_writer(new, [Path(p).name for p in rows.path], lg.classes, 'soft') as w:
-                for s, b in iter_chunks(lg, chunk):
-                    sel = r[(r >= s) & (r < s + len(b))]
-                    if len(sel): w(_probs(lg, b[sel - s]))
+                for s, p in _prob_chunks(lg, chunk, weights):
+                    sel = r[(r >= s) & (r < s + len(p))]
+                    if len(sel): w(p[sel - s])
     return out/'manifest.parquet'
 
 # %% ../nbs/06_pseudo_label.ipynb #6d930ae2
@@ -130,6 +173,7 @@ def pseudo_label(experiment:str='demo', # Experiment folder under outputs/
                  rule:str='threshold', # 'threshold' (the winners) or 'quota'
                  threshold:float=0.45, # Confidence threshold (for 'quota': the lower bound)
                  quota_frac:float=0.8, # For 'quota': keep at most quota_frac * N / C images per class
+                 prior:str='uniform', # The split's class prior the scores are corrected to: 'uniform', comma-separated frequencies, or 'none' (as they are)
                  soft:bool=False, # Also write soft targets (soft.npy)
                  run:str='' # Run folder name (default '<split>-<rule>')
                  )->pd.DataFrame:
@@ -138,20 +182,32 @@ def pseudo_label(experiment:str='demo', # Experiment folder under outputs/
     from fgia_nb.data_clean import read_manifest
     lg = open_logits(Path(scores_dir) if scores_dir else outputs_root()/experiment/'08_ensemble'/split)
     man_path = Path(manifest) if manifest else outputs_root()/experiment/'00_data_clean'/'default'/'manifest.parquet'
-    out = run_dir(experiment, '06_pseudo_label', run or f'{split}-{rule}')
     N, C = lg.shape
+    t = target_prior(prior, C)
+    out = run_dir(experiment, '06_pseudo_label', run or f'{split}-{rule}')
     params.update(scores_dir=str(lg.folder), manifest=str(man_path))
     with RunRecord(out, '06_pseudo_label', params=params, inputs=[lg.npy, man_path]) as rec:
-        conf, lab = confidences(lg)
-        masks = dict(threshold=select_threshold(conf, threshold),
-                     quota=select_quota(conf, lab, quota=max(1, int(quota_frac*N/C)), threshold=threshold))
+        w = None
+        if t is not None:
+            q = scores_prior(lg, t)
+            w = t / q
+            rec.metrics['scores_prior'] = q.round(5).tolist()
+        def select(conf, lab): return dict(threshold=select_threshold(conf, threshold),
+                                           quota=select_quota(conf, lab, quota=max(1, int(quota_frac*N/C)),
+                                                              threshold=threshold))
+        conf, lab = confidences(lg, weights=w)
+        masks = select(conf, lab)
         rows = pseudo_manifest(lg, masks[rule], lab, conf, read_manifest(man_path), split)
-        rec.outputs.append(str(write_pseudo(out, rows, lg, soft)))
+        rec.outputs.append(str(write_pseudo(out, rows, lg, soft, weights=w)))
+        kept = {k: (m, lab) for k, m in masks.items()}
+        if w is not None:   # the same rules on the uncorrected scores, for comparison
+            conf0, lab0 = confidences(lg)
+            kept.update({f'{k}, uncorrected': (m, lab0) for k, m in select(conf0, lab0).items()})
         ans = default_answers(split)
         y = None if ans is None else pd.Series(np.arange(C), index=lg.classes)[ans.reindex(lg.paths).values].values
-        rec.metrics = {k: kept_report(m, lab, y, C) for k, m in masks.items()}
+        rec.metrics.update({k: kept_report(m, l, y, C) for k, (m, l) in kept.items()})
         rec.metrics['written'] = len(rows)
-        ax = plot_kept(masks, lab, C)
+        ax = plot_kept(kept, C)
         with atomic_path(out/'kept_per_class.png') as tmp:
             ax.figure.savefig(tmp, dpi=100, bbox_inches='tight', format='png')
     return pd.DataFrame({k: v for k, v in rec.metrics.items() if isinstance(v, dict)}).T
