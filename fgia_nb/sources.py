@@ -13,8 +13,8 @@ from .core import data_root, class_names, atomic_write_text
 
 # %% auto #0
 __all__ = ['FMNIST_DIRS', 'NOISE', 'fashion_mnist_dir', 'load_fashion_mnist', 'long_tail_counts', 'make_default_dataset',
-           'answers_dir', 'default_data_cli', 'read_accv', 'read_imagefolder', 'read_fastai', 'read_source',
-           'read_submission', 'score']
+           'answers_dir', 'make_oracle_dataset', 'default_data_cli', 'read_accv', 'read_imagefolder', 'read_fastai',
+           'read_source', 'read_submission', 'score']
 
 # %% ../nbs/base/01_sources.ipynb #1c39e107
 FMNIST_DIRS = [Path('/usr/share/datasets/fashion-mnist')]  # Debian's dataset-fashion-mnist
@@ -217,6 +217,39 @@ def answers_dir(root:Path|str)->Path:
     root = Path(root)
     return root.with_name(root.name+'_answers')
 
+# %% ../nbs/base/01_sources.ipynb #e4c099c0
+def make_oracle_dataset(dest:Path|str|None=None, # Data root to create (default `data_root()/'fmnist_oracle'`)
+                        n:int=9977, # Train images in all (the default train set's clean count), split evenly
+                        n_classes:int=10, # Classes
+                        seed:int=7, # Seed of the draw and the sizes
+                        force:bool=False # Rebuild even if a build with these parameters exists
+                       )->Path:
+    "A clean, class-balanced train set of `n` Fashion-MNIST images, rendered like the default dataset's."
+    dest = Path(dest or data_root()/'fmnist_oracle')
+    params = dict(n=n, n_classes=n_classes, seed=seed, generator=_GENERATOR_VERSION)
+    stamp = dest/'dataset.json'
+    if not force and stamp.exists() and json.loads(stamp.read_text()) == params: return dest
+    x, y, _, _ = load_fashion_mnist()
+    rng, cls = np.random.default_rng(seed), class_names(n_classes)
+    per = np.full(n_classes, n // n_classes) + (np.arange(n_classes) < n % n_classes)
+    tmp = dest.with_name(dest.name + f'.building-{os.getpid()}')
+    shutil.rmtree(tmp, ignore_errors=True)
+    lines = []
+    try:
+        for c in range(n_classes):
+            for i in rng.choice(np.flatnonzero(y == c), per[c], replace=False):
+                b = _jpeg(x[i], (int(rng.integers(48, 81)), int(rng.integers(48, 81))))
+                rel = f'train/{cls[c]}/{cls[c]}_{_sha1(b)}.jpg'
+                (tmp/rel).parent.mkdir(parents=True, exist_ok=True)
+                (tmp/rel).write_bytes(b)
+                lines.append(f'{rel} {c}\n')
+        (tmp/'train.txt').write_text(''.join(lines))
+        atomic_write_text(tmp/'dataset.json', json.dumps(params))
+        shutil.rmtree(dest, ignore_errors=True)
+        os.replace(tmp, dest)
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
 # %% ../nbs/base/01_sources.ipynb #3ad42301
 @call_parse
 def default_data_cli(dest:str=None, # Data root to create (default data/fmnist_web)
@@ -224,9 +257,10 @@ def default_data_cli(dest:str=None, # Data root to create (default data/fmnist_w
                      n_max:int=4000, # Train images in the largest class
                      force:bool=False # Rebuild even if present
                     ):
-    "Build the default web-like dataset (`fgia-default-data`)."
+    "Build the default web-like dataset and, beside it, its oracle (`fgia-default-data`)."
     root = make_default_dataset(dest, n_max=n_max, seed=seed, force=force)
-    print(f'default dataset at {root} (answers at {answers_dir(root)})')
+    orc = make_oracle_dataset(root.with_name('fmnist_oracle'), force=force)
+    print(f'default dataset at {root} (answers at {answers_dir(root)}); its clean, balanced oracle at {orc}')
 
 # %% ../nbs/base/01_sources.ipynb #c3e5fa50
 def _files(d:Path)->list[Path]:
