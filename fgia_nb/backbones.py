@@ -12,7 +12,7 @@ from timm.models import register_model
 from safetensors.torch import load_file
 
 # %% auto #0
-__all__ = ['ALIASES', 'resolve_arch', 'vit_demo', 'swinv2_demo', 'read_state_dict', 'LoadReport', 'load_weights',
+__all__ = ['ALIASES', 'resolve_arch', 'vit_demo', 'swinv2_demo', 'resnet_demo', 'read_state_dict', 'LoadReport', 'load_weights',
            'efficientnet_lite0_package_file', 'map_efficientnet_lite0', 'efficientnet_lite0_weights', 'hub_weights',
            'create_backbone']
 
@@ -26,6 +26,7 @@ ALIASES = {
                                                mlp_ratio=2, global_pool='avg', class_token=True)),
     'swinv2_demo': ('swinv2_tiny_window8_256', dict(img_size=32, patch_size=2, window_size=4, embed_dim=48,
                                                     depths=(2, 2), num_heads=(2, 4))),
+    'resnet_demo': ('test_resnet', {}),
     'efficientnet_lite0': ('tf_efficientnet_lite0', {}),
 }
 
@@ -56,6 +57,12 @@ def vit_demo(pretrained:bool=False, **kwargs)->nn.Module:
 def swinv2_demo(pretrained:bool=False, **kwargs)->nn.Module:
     "The demo's tiny Swin-V2 (`ALIASES['swinv2_demo']`): 32 px, 2 px patches, window 4, two stages."
     return _alias_model('swinv2_demo', pretrained, **kwargs)
+
+# %% ../nbs/03a_backbones.ipynb #a3b10014
+@register_model
+def resnet_demo(pretrained:bool=False, **kwargs)->nn.Module:
+    "The demo's small CNN (`ALIASES['resnet_demo']`): timm's `test_resnet`, one block per stage, widths 32 to 96."
+    return _alias_model('resnet_demo', pretrained, **kwargs)
 
 # %% ../nbs/03a_backbones.ipynb #f53e61eb
 def read_state_dict(path:Path|str # A `.safetensors`, `.pth`, `.pt` or `.bin` file
