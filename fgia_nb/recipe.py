@@ -15,7 +15,7 @@ __all__ = ['read_recipe', 'fill', 'notebook_path', 'notebook_params', 'type_ok',
            'step_notebook', 'fgia_imports', 'module_closure', 'code_fingerprint', 'param_paths', 'step_key',
            'step_reads', 'read_keys', 'state_path', 'read_state', 'logged_runs', 'is_done', 'RecipeError',
            'step_timings', 'run_step', 'clear_stale', 'run_recipe', 'score_row', 'ablation', 'md_table',
-           'plot_ablation', 'write_ablation', 'main']
+           'plot_ablation', 'write_ablation', 'seed_ablation', 'seed_experiments', 'run_ablation', 'main']
 
 # %% ../nbs/10_recipe.ipynb #cdc6dbce
 _KEYS = {'experiment', 'description', 'vars', 'params', 'steps', 'ablation'}
@@ -444,18 +444,23 @@ def score_row(row:dict, exp_dir:Path, split:str='testb')->dict:
         return score(pred, _answers_csv(split))
 
 # %% ../nbs/10_recipe.ipynb #5d5e1395
-def ablation(rows:list, # Recipe rows: {row, logits | submission, split (default testb)}
+def ablation(rows:list, # Recipe rows: {row, logits | submission, split (default testb), ref (baseline | oracle)}
              exp_dir:Path|str)->pd.DataFrame:
-    "The ablation table: each row's top-1 and class-balanced accuracy, and the change in top-1 from the row above."
+    "The ablation table: each row's top-1 and class-balanced accuracy, its gain over the row above, the gap closed."
     scores = [score_row(r, exp_dir, r.get('split', 'testb')) for r in rows]
-    df = pd.DataFrame([dict(step=r['row'], top1=s['top1'], balanced=s['balanced']) for r, s in zip(rows, scores)])
-    df['delta'] = df.top1.diff().fillna(0.)
+    df = pd.DataFrame([dict(step=r['row'], top1=s['top1'], balanced=s['balanced'], ref=r.get('ref', ''))
+                       for r, s in zip(rows, scores)])
+    chain = df.ref != 'oracle'   # the oracle is a reference, not a step: it takes no part in the gains
+    df['delta'] = df.top1[chain].diff().fillna(0.)
+    refs = df.set_index('ref').top1
+    if {'baseline', 'oracle'} <= set(refs.index):
+        df['gap_closed'] = (df.top1 - refs['baseline']) / (refs['oracle'] - refs['baseline'])
     return df
 
 # %% ../nbs/10_recipe.ipynb #c83f2bf6
 def md_table(df:pd.DataFrame, fmt:str='.4f')->str:
-    "A Markdown table of `df` (floats formatted with `fmt`)."
-    cell = lambda v: format(v, fmt) if isinstance(v, float) else str(v)
+    "A Markdown table of `df` (floats formatted with `fmt`, missing values blank)."
+    cell = lambda v: '' if pd.isna(v) else format(v, fmt) if isinstance(v, float) else str(v)
     lines = ['| ' + ' | '.join(map(str, df.columns)) + ' |', '|' + '---|' * len(df.columns)]
     lines += ['| ' + ' | '.join(cell(v) for v in row) + ' |' for row in df.itertuples(index=False)]
     return '\n'.join(lines) + '\n'
@@ -484,6 +489,55 @@ def write_ablation(df:pd.DataFrame, exp_dir:Path|str)->Path:
     plt.close(fig)
     return exp_dir/'ablation.md'
 
+# %% ../nbs/10_recipe.ipynb #f5ca5e2f
+def seed_ablation(tables:list # One `ablation` table per seed
+                 )->pd.DataFrame:
+    "Per row, over the seeds: mean and standard deviation of top-1 and of the gain over the row above."
+    df = pd.concat([t.assign(seed=i) for i, t in enumerate(tables)], ignore_index=True)
+    g = df.groupby('step', sort=False)
+    out = pd.DataFrame(dict(top1=g.top1.mean(), top1_std=g.top1.std(ddof=1), gain=g.delta.mean(),
+                            gain_std=g.delta.std(ddof=1), seeds=g.size()))
+    if 'gap_closed' in df: out['gap_closed'] = g.gap_closed.mean()
+    return out.reset_index()
+
+# %% ../nbs/10_recipe.ipynb #ab9e156b
+def seed_experiments(experiment:str, # The recipe's experiment
+                     seeds:list # Seeds; the first one's run is the recipe's plain run
+                    )->list[str]:
+    "The experiment folder of each seed's run."
+    return [experiment if i == 0 else f'{experiment}-seed{s}' for i, s in enumerate(seeds)]
+
+# %% ../nbs/10_recipe.ipynb #c8f58ef2
+def run_ablation(recipe:Path|str, # A recipe file with an `ablation` and a `seed` variable
+                 seeds:list=(0, 1, 2), # One run of the recipe per seed
+                 experiment:str|None=None, # Overrides the recipe's experiment
+                 vars:dict|None=None, # Other variables
+                 log=print)->pd.DataFrame:
+    "Run the recipe once per seed (skipping what is done) and write `ablation_seeds.{csv,md,png}` beside the first run."
+    import matplotlib.pyplot as plt, seaborn as sns
+    r = read_recipe(recipe)
+    if not r.get('ablation'): raise ValueError(f'{recipe}: the recipe has no `ablation` rows')
+    if 'seed' not in (r.get('vars') or {}): raise ValueError(f'{recipe}: the recipe has no `seed` variable to vary')
+    exps = seed_experiments(experiment or r.get('experiment') or 'demo', list(seeds))
+    for s, e in zip(seeds, exps):
+        log(f'== seed {s}: experiment {e}')
+        run_recipe(r, e, vars={**(vars or {}), 'seed': s}, log=log)
+    tables = [pd.read_csv(outputs_root()/e/'ablation.csv', keep_default_na=False, na_values=['']) for e in exps]
+    df, out = seed_ablation(tables), outputs_root()/exps[0]
+    with atomic_path(out/'ablation_seeds.csv') as t: df.to_csv(t, index=False)
+    atomic_write_text(out/'ablation_seeds.md', md_table(df.assign(
+        top1=[f'{m:.4f} ± {s:.4f}' for m, s in zip(df.top1, df.top1_std)],
+        gain=[f'{m:+.4f} ± {s:.4f}' for m, s in zip(df.gain, df.gain_std)]).drop(columns=['top1_std', 'gain_std'])))
+    long = pd.concat(tables, ignore_index=True)
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(df) + 1.2))
+    sns.barplot(long, y='step', x='top1', errorbar='sd', ax=ax, color='C0')
+    ax.bar_label(ax.containers[0], labels=[f'{m:.3f}' for m in df.top1], fontsize=7, padding=12)
+    ax.set(xlim=(0, 1), ylabel='', xlabel=f'test-B top-1, mean ± sd over {len(seeds)} seeds')
+    fig.tight_layout()
+    with atomic_path(out/'ablation_seeds.png') as t: fig.savefig(t, format='png', dpi=110)
+    plt.close(fig)
+    return df
+
 # %% ../nbs/10_recipe.ipynb #3631902d
 def main(argv:list|None=None):
     "The `fgia` command."
@@ -497,9 +551,18 @@ def main(argv:list|None=None):
     r.add_argument('--until', default=None)
     r.add_argument('--var', action='append', default=[], metavar='NAME=VALUE',
                    help="override one of the recipe's vars (YAML value)")
+    b = sub.add_parser('ablation', help="run a recipe once per seed; its ablation's mean and sd over the seeds")
+    b.add_argument('recipe')
+    b.add_argument('--seeds', default='0,1,2', help='comma-separated seeds (the first is the plain run)')
+    b.add_argument('--experiment', default=None)
+    b.add_argument('--var', action='append', default=[], metavar='NAME=VALUE')
     a = ap.parse_args(argv)
+    log = lambda *m: print(*m, flush=True)
     try:
         vars = {k: yaml.safe_load(v) for k, _, v in (s.partition('=') for s in a.var)}
-        df = run_recipe(a.recipe, a.experiment, a.force, a.until, a.dry_run, vars, log=lambda *m: print(*m, flush=True))
+        if a.cmd == 'ablation':
+            seeds = [int(s) for s in a.seeds.split(',')]
+            df = run_ablation(a.recipe, seeds, a.experiment, vars, log=log)
+        else: df = run_recipe(a.recipe, a.experiment, a.force, a.until, a.dry_run, vars, log=log)
     except (RecipeError, FileNotFoundError, ValueError, KeyError) as e: sys.exit(f'fgia: {e}')
     print(df.to_string(index=False))
