@@ -26,8 +26,6 @@ def winners_weights(accs, # One score per model (e.g. its leaderboard or held-ou
     return (a / a.min()) ** factor
 
 # %% ../nbs/08_ensemble.ipynb #cfbe4674
-FACTORS = (0., .5, 1., 2., 4., 8., 16., 25.)   # exponents tried by the tempered weighting
-
 def ensemble_top1(P:np.ndarray, # (M, n, C) probabilities of the labelled rows, per model
                   y:np.ndarray, # (n,) true class indices
                   w # One weight per model
@@ -35,6 +33,9 @@ def ensemble_top1(P:np.ndarray, # (M, n, C) probabilities of the labelled rows, 
     "Top-1 on labelled rows of the weighted mean `sum_m w_m P[m]`."
     w = np.asarray(w, np.float64)
     return float((np.tensordot(w / w.sum(), P, 1).argmax(1) == y).mean())
+
+# %% ../nbs/08_ensemble.ipynb #6dcfad9b
+FACTORS = (0., .5, 1., 2., 4., 8., 16., 25.)   # exponents tried by the tempered weighting
 
 def factor_top1(P:np.ndarray, # (M, n, C) probabilities of the labelled rows, per model
                 y:np.ndarray, # (n,) true class indices
