@@ -444,13 +444,13 @@ def score_row(row:dict, exp_dir:Path, split:str='testb')->dict:
         return score(pred, _answers_csv(split))
 
 # %% ../nbs/10_recipe.ipynb #5d5e1395
-def ablation(rows:list, # Recipe rows: {row, logits | submission, split (default testb), ref (baseline | oracle)}
+def ablation(rows:list, # Recipe rows: {row, logits | submission, split (default testb), ref (baseline | oracle | member)}
              exp_dir:Path|str)->pd.DataFrame:
     "The ablation table: each row's top-1 and class-balanced accuracy, its gain over the row above, the gap closed."
     scores = [score_row(r, exp_dir, r.get('split', 'testb')) for r in rows]
     df = pd.DataFrame([dict(step=r['row'], top1=s['top1'], balanced=s['balanced'], ref=r.get('ref', ''))
                        for r, s in zip(rows, scores)])
-    chain = df.ref != 'oracle'   # the oracle is a reference, not a step: it takes no part in the gains
+    chain = df.ref.isin(['', 'baseline'])   # the oracle and lone members are references, not steps: no gain
     df['delta'] = df.top1[chain].diff().fillna(0.)
     refs = df.set_index('ref').top1
     if {'baseline', 'oracle'} <= set(refs.index):
