@@ -16,8 +16,8 @@ from fastcore.nbio import read_nb, write_nb
 # %% auto #0
 __all__ = ['project_root', 'data_root', 'outputs_root', 'run_dir', 'clear_stale_temps', 'atomic_path', 'atomic_write_text',
            'atomic_dir', 'file_sha1', 'tree_fingerprint', 'package_versions', 'git_commit', 'RunRecord', 'read_run',
-           'class_names', 'parameters_cell', 'sync_parameters_cell', 'check_parameters_cell', 'guard_parameters',
-           'check_injected']
+           'class_names', 'parameters_cell', 'sync_parameters_cell', 'check_parameters_cell', 'check_types',
+           'guard_parameters', 'check_injected']
 
 # %% ../nbs/base/00_core.ipynb #4deda0c9
 def project_root(start:Path|str|None=None # Folder to search upwards from (default: the working directory)
@@ -330,6 +330,32 @@ def check_parameters_cell(nb:Path|str, # A stage notebook
     if diff: raise ValueError(f'The parameters cell of {Path(nb).name} differs from {f.__name__}() '
                               f'(- signature, + cell); run sync_parameters_cell:\n' + '\n'.join(diff))
 
+# %% ../nbs/base/00_core.ipynb #9c25863b
+def _fits(v, t)->bool:
+    "Does the value `v` fit the annotation `t`?"
+    if t in (typing.Any, object): return True
+    origin, args = typing.get_origin(t), typing.get_args(t)
+    if origin in (typing.Union, types.UnionType): return any(_fits(v, a) for a in args)
+    if t is type(None): return v is None
+    if isinstance(v, bool) != (t is bool): return False          # True is an int to Python, not to a setting
+    if t is float: return isinstance(v, (int, float))
+    if origin in (list, tuple):                                     # one item stands for a list of one
+        items = v if isinstance(v, (list, tuple)) else [v]
+        return not args or all(_fits(x, args[0]) for x in items)
+    return isinstance(v, origin or t) if isinstance(origin or t, type) else True
+
+def check_types(f:callable, # A stage's function, its parameters annotated
+                values:dict # Parameter name -> value (names `f` does not take are left alone)
+               ):
+    "Raise `TypeError` naming each value that does not fit the annotation of `f`'s parameter of that name."
+    hints = typing.get_type_hints(f)
+    bad = [(k, v, hints[k]) for k, v in values.items() if k in hints and not _fits(v, hints[k])]
+    if not bad: return
+    msg = '; '.join(f'{k}={v!r} ({type(v).__name__}) does not fit {_type_name(t)}' for k, v, t in bad)
+    if any(isinstance(v, (int, float)) and _fits('', t) for k, v, t in bad):
+        msg += " (papermill's -p reads a number as a number: pass text with -r NAME VALUE)"
+    raise TypeError(f'{f.__name__}: {msg}')
+
 # %% ../nbs/base/00_core.ipynb #2b8f7a40
 def guard_parameters(ns:dict # The notebook's `globals()`, right before its `parameters` cell
                     )->dict:
@@ -343,8 +369,9 @@ def check_injected(f:callable, # The stage's function: its parameters are the on
                    ns:dict, # The notebook's `globals()`, right after its `parameters` cell
                    before:dict # `guard_parameters` of the same globals, taken before that cell
                   ):
-    "Raise `ValueError` naming every global set since `before` that is not a parameter of `f`, and listing `f`'s."
+    "Raise `ValueError` naming every global set since `before` that is not a parameter of `f`; then `check_types`."
     params = [n for n, p in inspect.signature(f).parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     bad = sorted(k for k, v in ns.items() if before.get(k) != id(v) and k not in params and not k.startswith('_')
                  and k not in _IPYTHON_NAMES and not callable(v) and not isinstance(v, types.ModuleType))
     if bad: raise ValueError(f'unknown parameter(s) {bad}: {f.__name__} takes {params}')
+    check_types(f, {k: ns[k] for k in params if k in ns})

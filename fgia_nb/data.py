@@ -91,7 +91,10 @@ def read_classes(classes # A list of class names, a `classes.json` file, or a ru
         p = Path(classes)
         p = p/'classes.json' if p.is_dir() else p
         if not p.exists(): raise FileNotFoundError(f'read_classes: no class list at {p}')
-        classes = json.loads(p.read_text())
+        try: classes = json.loads(p.read_text())
+        except ValueError as e: raise ValueError(f'read_classes: {p} is not a JSON list of class names: {e}') from None
+        if not isinstance(classes, list): raise ValueError(f'read_classes: {p} holds {type(classes).__name__}, '
+                                                           'not a JSON list of class names')
     classes = [str(c) for c in classes]
     if len(set(classes)) != len(classes): raise ValueError('read_classes: the class list has duplicate names')
     return classes
@@ -132,6 +135,7 @@ def train_items(manifest, # The stage-00 manifest (DataFrame or path)
                 seed:int=0 # Seed of the `valid_pct` draw
                )->tuple[pd.DataFrame, list, list]:
     "`(items, classes, soft_arrays)`: one row per usable file with `file, y, soft_src, soft_row, is_valid`."
+    if not 0 <= valid_pct < 1: raise ValueError(f'valid_pct={valid_pct}: the held-out fraction must be in [0, 1)')
     df = load_manifest(manifest)
     beside = Path(df.attrs.get('manifest_path', '/nonexistent')).parent/'classes.json'
     if classes is None and beside.exists(): classes = beside
@@ -298,6 +302,8 @@ class ManifestDL(DataLoader):
                  drop_last:bool=False, cfg:dict|None=None, # `data_config`, for denormalising in `show_batch`
                  vocab=None, # Class names
                  items:pd.DataFrame|None=None): # The rows behind the dataset, in dataset order
+        if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
+            raise ValueError(f'bs={bs!r}: the batch size must be a positive integer')
         sampler = sampler or EpochSampler(len(dataset), shuffle=False, seed=0)
         super().__init__(dataset, batch_size=bs, sampler=sampler, num_workers=num_workers, drop_last=drop_last,
                          collate_fn=_collate, pin_memory=torch.cuda.is_available(),
@@ -400,6 +406,10 @@ def get_dls(manifest, # The stage-00 manifest (DataFrame or path)
     tr, va = items[~items.is_valid], items[items.is_valid]
     if not len(tr): raise ValueError('get_dls: no training items (every train row is dropped or held out)')
     dls = DataLoaders(_dl(tr, ttf, True), _dl(va, etf, False))
+    if not len(dls.train):
+        raise ValueError(f'get_dls: {len(tr)} training items{f" over {world} processes" if world > 1 else ""} make no '
+                         f'full batch of bs={bs}, and the last partial batch is dropped (drop_last): an epoch would '
+                         'train on nothing. Lower bs, or use more items')
     dls.vocab, dls.c, dls.n_inp, dls.cfg = vocab, len(vocab), 1, cfg
     dls.counts = np.bincount(tr.y, minlength=len(vocab))
     return dls
