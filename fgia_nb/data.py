@@ -184,6 +184,8 @@ def seed_item(seed:int):
 # %% ../nbs/01_data.ipynb #8f02e3b4
 class ImageDataset(Dataset):
     "Files -> transformed images with hard (index) or soft (vector) targets, augmented from per-item seeds."
+    cache_max_side:int = 128   # images no larger than this stay decoded in memory after their first read
+    cache_budget:int = 2**30   # at most this many bytes of decoded pixels per dataset (and per loader worker)
     def __init__(self, files, # Absolute image paths
                  y=None, # Class indices (None for unlabelled data)
                  tfm=None, # Transform from PIL image to tensor
@@ -194,18 +196,24 @@ class ImageDataset(Dataset):
         self.files, self.tfm, self.on_error = np.array([str(f) for f in files]), tfm, on_error
         self.y = None if y is None else np.asarray(y, dtype=np.int64)
         self.soft, self.c = soft, num_classes
+        self.cache, self.cached_bytes = {}, 0
     def __len__(self): return len(self.files)
 
 # %% ../nbs/01_data.ipynb #d4dfa6e7
 @patch
 def load_image(self:ImageDataset, i:int)->Image.Image:
     "Item `i`'s file as an RGB image (a black 8x8 one, with a warning, if unreadable and `on_error='blank'`)."
+    if (im := self.cache.get(i)) is not None: return im
     try:
-        with Image.open(str(self.files[i])) as im: return to_8bit(im).convert('RGB')   # 16-bit, float: scaled
+        with Image.open(str(self.files[i])) as f: im = to_8bit(f).convert('RGB')   # 16-bit, float: scaled
     except Exception as e:
         if self.on_error != 'blank': raise OSError(f'ImageDataset: cannot read item {i}, {self.files[i]}: {e}') from e
         warnings.warn(f'ImageDataset: {self.files[i]} is unreadable ({e}); using a black image')
         return Image.new('RGB', (8, 8))
+    n = im.width * im.height * 3
+    if max(im.size) <= self.cache_max_side and self.cached_bytes + n <= self.cache_budget:
+        self.cache[i], self.cached_bytes = im, self.cached_bytes + n
+    return im
 
 # %% ../nbs/01_data.ipynb #05c770a9
 @patch
