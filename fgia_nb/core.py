@@ -83,6 +83,14 @@ def clear_stale_temps(path:Path|str # A destination of `atomic_path` or `atomic_
     return gone
 
 # %% ../nbs/base/00_core.ipynb #dcfdc063
+_OS_ERROR = re.compile(r'\(os error (\d+)\)')   # how Rust-backed writers (safetensors) report an OS error
+
+def _naming(e:BaseException, path:Path)->OSError|None:
+    "The `OSError` of a write that names no file (a full disk, a read-only file system), naming `path`; else None."
+    if isinstance(e, OSError): n = e.errno if e.filename is None else None
+    else: n = int(m[1]) if (m := _OS_ERROR.search(str(e))) else None
+    return OSError(n, os.strerror(n), str(path)) if n else None
+
 @contextlib.contextmanager
 def atomic_path(path:Path|str # The final destination
                ):
@@ -96,6 +104,9 @@ def atomic_path(path:Path|str # The final destination
         if tmp.is_file():
             with open(tmp, 'rb+') as f: os.fsync(f.fileno())
         os.replace(tmp, path)
+    except Exception as e:
+        if (named := _naming(e, path)) is None: raise
+        raise named from e
     finally:
         if tmp.exists(): tmp.unlink()
 
@@ -139,6 +150,9 @@ def atomic_dir(path:Path|str, # The folder to replace (or create)
         except BaseException:
             if old.exists() and not path.exists(): os.rename(old, path)
             raise
+    except Exception as e:
+        if (named := _naming(e, path)) is None: raise
+        raise named from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if path.exists(): shutil.rmtree(old, ignore_errors=True)

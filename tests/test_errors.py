@@ -73,3 +73,34 @@ def test_misspelt_method_fails_first(tmp_path):
     from fgia_nb.redistribute import redistribute_scores
     with pytest.raises(ValueError, match=r"method must be one of \['prior_match', 'winners', 'argmax'\]"):
         redistribute_scores('x', scores_dir=str(tmp_path/'nowhere'), method='prior_matching')
+
+@pytest.fixture
+def full_disk(tmp_path):
+    "A folder on a 1 MB tmpfs filled to the last byte (skipped where mounting is not allowed); unmounted afterwards."
+    d = tmp_path/'disk'
+    d.mkdir()
+    if os.geteuid() != 0 or subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', str(d)],
+                                           capture_output=True).returncode:
+        pytest.skip('mounting a tmpfs is not allowed here')
+    try:
+        with open(d/'filler', 'wb') as f:
+            while True: f.write(bytes(4096)); f.flush()
+    except OSError: pass
+    yield d
+    subprocess.run(['umount', '-l', str(d)], check=True)
+
+@pytest.mark.parametrize('writer', ['run_record', 'checkpoint', 'soup'])
+def test_full_disk_names_the_file(full_disk, writer):
+    "A write to a full disk said only '[Errno 28] No space left on device', or safetensors' '(os error 28)': no file."
+    import torch
+    from fgia_nb.core import RunRecord
+    from fgia_nb.finetune import save_checkpoint
+    from fgia_nb.model_soup import save_streamed
+    dest = {'run_record': full_disk/'run'/'run.json', 'checkpoint': full_disk/'epoch_000.safetensors',
+            'soup': full_disk/'soup.safetensors'}[writer]
+    with pytest.raises(OSError, match=re.escape(f"No space left on device: '{dest}'")):
+        if writer == 'run_record':
+            with RunRecord(dest.parent, 'x'): pass
+        elif writer == 'checkpoint': save_checkpoint(dest, torch.nn.Linear(64, 64))
+        else: save_streamed({'w': torch.ones(4096)}, dest)
+    assert sorted(p.name for p in full_disk.rglob('*') if p.is_file()) == ['filler']   # no temporary left
