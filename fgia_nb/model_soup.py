@@ -8,7 +8,7 @@ import json, struct
 from pathlib import Path
 import numpy as np, torch
 from safetensors import safe_open
-from .core import atomic_path, run_dir, RunRecord, outputs_root
+from .core import atomic_path, run_dir, RunRecord, outputs_root, check_types
 
 # %% auto #0
 __all__ = ['checkpoint_layout', 'check_soupable', 'save_streamed', 'uniform_soup', 'last_checkpoints', 'greedy_soup',
@@ -118,6 +118,8 @@ def last_checkpoints(run:Path|str, # A stage-04 run folder
                      k:int=5 # How many of the latest epochs
                     )->list:
     "The last `k` epoch checkpoints of a fine-tuning run, oldest first."
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f'k={k!r}: a soup takes the last k checkpoints, k a whole number from 1 up')
     paths = sorted(Path(run).glob('epoch_[0-9][0-9][0-9].safetensors'))
     if not paths: raise FileNotFoundError(f'{run}: no epoch_NNN.safetensors checkpoints (has stage 04 run there?)')
     return paths[-k:]
@@ -194,6 +196,8 @@ def model_soup(experiment:str='demo', # Experiment folder under outputs/
                )->dict:
     "Stage 07: soup the last `k` checkpoints of each fine-tuning run into `soup.safetensors`; the run records' metrics."
     params = dict(locals())
+    check_types(model_soup, params)
+    if method not in ('uniform', 'greedy'): raise ValueError(f"method must be 'uniform' or 'greedy', not {method!r}")
     from fgia_nb.finetune import finetune_runs
     runs = finetune_runs(experiment, train_run)
     summary = {}

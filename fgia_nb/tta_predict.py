@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 import torch.nn as nn, torch.nn.functional as F
 from fastcore.imports import in_notebook
-from .core import atomic_path, outputs_root, run_dir, RunRecord
+from .core import atomic_path, outputs_root, run_dir, RunRecord, check_types
 from .distributed import rank_world, init_distributed, finish_distributed, run_cli, cli_args, launch_module
 from .logits import logits_writer, open_logits, default_answers, top1
 
@@ -189,8 +189,15 @@ def tta_predict(experiment:str='demo', # Experiment folder under outputs/
                )->pd.DataFrame:
     "Stage 05: predict each split with each stage-04 run's last checkpoint (or soup); top-1 on the default data."
     params = dict(locals())
+    check_types(tta_predict, params)
     from fgia_nb.finetune import finetune_runs, list_checkpoints, checkpoint_meta, check_writable
+    from fgia_nb.data_clean import read_manifest
     if average not in ('logit', 'prob'): raise ValueError(f"average must be 'logit' or 'prob', not {average!r}")
+    if bs < 1: raise ValueError(f'bs={bs}: the batch size must be a positive integer')
+    try: zooms = [float(s) for s in scales.split(',') if s.strip()]
+    except ValueError: zooms = [0.]
+    if any(z <= 0 for z in zooms):
+        raise ValueError(f"scales={scales!r}: expected positive zoom factors separated by commas, e.g. '0.875,1.125'")
     runs = finetune_runs(experiment, train_run)
     soup = lambda r: outputs_root()/experiment/'07_model_soup'/r.name/'soup.safetensors'
     cks = {r: soup(r) if use_soup else list_checkpoints(r)[-1] for r in runs}
@@ -201,10 +208,13 @@ def tta_predict(experiment:str='demo', # Experiment folder under outputs/
                            'outputs folder')
     manifest_path = (Path(manifest) if manifest else
                      outputs_root()/experiment/'00_data_clean'/'default'/'manifest.parquet')
-    zooms = [float(s) for s in scales.split(',') if s]
+    man = read_manifest(manifest_path)
+    if bad := [s for s in split.split(',') if s not in set(man.split)]:
+        raise ValueError(f'split {bad}: {manifest_path} has no such rows (its splits: {sorted(set(man.split))})')
+    data = man.attrs['data_root']   # hidden answers, if any, sit beside it (`<root>_answers`)
     results = {}
     for r, sp in [(r, s) for r in runs for s in split.split(',')]:
-        ans = default_answers(sp)
+        ans = default_answers(sp, data)
         ck = cks[r]
         name = f'{r.name}{".soup" if use_soup else ""}-{sp}'
         out = run_dir(experiment, '05_tta_predict', name)

@@ -104,3 +104,16 @@ def test_full_disk_names_the_file(full_disk, writer):
         elif writer == 'checkpoint': save_checkpoint(dest, torch.nn.Linear(64, 64))
         else: save_streamed({'w': torch.ones(4096)}, dest)
     assert sorted(p.name for p in full_disk.rglob('*') if p.is_file()) == ['filler']   # no temporary left
+
+@pytest.mark.parametrize('kw,msg', [(dict(method='greedyy'), "method must be 'uniform' or 'greedy', not 'greedyy'"),
+                                    (dict(k='two'), "k='two' (str) does not fit int"),
+                                    (dict(k=0), 'k=0: a soup takes the last k checkpoints')])
+def test_soup_settings_fail_first(tmp_path, monkeypatch, kw, msg):
+    "Stage 07 souped uniformly with a misspelt `method`, souped every checkpoint with k=0, and k='two' gave `-'two'`."
+    from fgia_nb.model_soup import model_soup
+    from fgia_nb.testing import toy_checkpoints
+    monkeypatch.setenv('FGIA_OUTPUTS', str(tmp_path))
+    (tmp_path/'x'/'04_finetune'/'r').mkdir(parents=True)
+    toy_checkpoints(tmp_path/'x'/'04_finetune'/'r', n=2)
+    with pytest.raises((ValueError, TypeError), match=re.escape(msg)): model_soup('x', train_run='r', **kw)
+    assert not (tmp_path/'x'/'07_model_soup').exists()

@@ -49,3 +49,37 @@ def test_damaged_checkpoint_is_named(setup, tmp_path, damage, why):
     with pytest.raises(ValueError, match=f'{re.escape(str(bad))}: cannot read this checkpoint: {re.escape(why)}'):
         predict_checkpoint(bad, mp, 'testa', tmp_path/'out', progress=False)
     assert not (tmp_path/'out').exists()
+
+def stage05_run(setup, outputs):
+    "The setup's checkpoint as the only checkpoint of stage-04 run `r` of experiment `x` under `outputs`."
+    t, mp, ck, man = setup
+    (outputs/'x'/'04_finetune'/'r').mkdir(parents=True)
+    (outputs/'x'/'04_finetune'/'r'/ck.name).write_bytes(ck.read_bytes())
+    return mp
+
+def test_another_datasets_split_is_not_scored(setup, tmp_path, monkeypatch):
+    """The probe's case: a dataset of one's own, predicted while the default dataset's hidden answers exist, failed at
+    the end with 'no file of its index.csv is in the answers' (they were the default dataset's, whatever the manifest)."""
+    from fgia_nb.tta_predict import tta_predict
+    monkeypatch.setenv('FGIA_OUTPUTS', str(tmp_path/'outputs'))
+    monkeypatch.setenv('FGIA_DATA', str(tmp_path/'data'))   # where the default dataset and its answers live
+    (tmp_path/'data'/'fmnist_web_answers').mkdir(parents=True)
+    (tmp_path/'data'/'fmnist_web_answers'/'testa.csv').write_text('filename,label\nsomeone_else.jpg,0000\n')
+    mp = stage05_run(setup, tmp_path/'outputs')
+    res = tta_predict('x', train_run='r', split='testa', manifest=str(mp), plain=False)
+    assert 'top1' not in res.columns
+    assert len(open_logits(tmp_path/'outputs'/'x'/'05_tta_predict'/'r-testa')) == 7
+
+@pytest.mark.parametrize('kw,msg', [(dict(scales='big,small'), "scales='big,small': expected positive zoom factors"),
+                                    (dict(bs=0), 'bs=0: the batch size must be a positive integer'),
+                                    (dict(split='testc'), "split ['testc']: "),
+                                    (dict(flip='no'), "flip='no' (str) does not fit bool")])
+def test_bad_settings_fail_before_any_work(setup, tmp_path, monkeypatch, kw, msg):
+    """A misspelt scales ('could not convert string to float'), bs=0 (torch's batch_size message) or split ('no testc
+    rows', after other splits' work) stopped without naming the setting, or late."""
+    from fgia_nb.tta_predict import tta_predict
+    monkeypatch.setenv('FGIA_OUTPUTS', str(tmp_path/'outputs'))
+    mp = stage05_run(setup, tmp_path/'outputs')
+    with pytest.raises((ValueError, TypeError), match=re.escape(msg)):
+        tta_predict('x', train_run='r', **{'split': 'testa', 'manifest': str(mp), **kw})
+    assert not (tmp_path/'outputs'/'x'/'05_tta_predict').exists()
