@@ -11,7 +11,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from fastcore.parallel import parallel
 from threadpoolctl import threadpool_limits
 import simplejpeg
-from .core import RunRecord, atomic_path, atomic_write_text, run_dir
+from .core import RunRecord, atomic_path, atomic_dir, atomic_write_text, run_dir, check_types
 from .sources import read_source, make_default_dataset
 
 # %% auto #0
@@ -316,6 +316,8 @@ def clean_data(data_root:Path|str, # A data root: the competition layout or an I
                n_workers:int|None=None, # Worker processes for the scan
                progress:bool=True)->pd.DataFrame:
     "Stage 00: scan and classify every file under `data_root`; write manifest, classes, train list and report."
+    if n_workers is not None and n_workers < 0:
+        raise ValueError(f'n_workers={n_workers}: scan processes are 0 (scan in this process), more, or None (all cores)')
     data_root, out_dir = Path(data_root).resolve(), Path(out_dir)
     params = dict(data_root=str(data_root), min_side=min_side, near_dup_dist=near_dup_dist,
                   near_dup_corr=near_dup_corr, drop_near_dup=drop_near_dup, max_pixels=max_pixels)
@@ -331,13 +333,14 @@ def clean_data(data_root:Path|str, # A data root: the competition layout or an I
         df = classify(scanned, min_side, near_dup_dist, near_dup_corr, drop_near_dup)
         raw = [t if isinstance(t, bytes) else bytes(256) for t in df.pop('thumb')]   # zeros for unreadable files
         thumbs = np.frombuffer(b''.join(raw), np.uint8).reshape(-1, 16, 16)
-        with atomic_path(out_dir/'thumbs.npy') as t: np.save(t, thumbs)
-        write_manifest(df, out_dir/'manifest.parquet', data_root)
         classes = sorted(df.label[df.split == 'train'].dropna().unique())
-        atomic_write_text(out_dir/'classes.json', json.dumps(classes))
         keep = df[(df.split == 'train') & (df.status != 'dropped')]
         train_list = ''.join(f'{p} {classes.index(l)}\n' for p, l in zip(keep.path, keep.label))
-        atomic_write_text(out_dir/'train_clean.txt', train_list)
+        with atomic_dir(out_dir) as new:   # the four replace the last run's together: never a new manifest, old classes
+            with atomic_path(new/'thumbs.npy') as t: np.save(t, thumbs)
+            write_manifest(df, new/'manifest.parquet', data_root)
+            atomic_write_text(new/'classes.json', json.dumps(classes))
+            atomic_write_text(new/'train_clean.txt', train_list)
         counts = df.groupby(['split', 'status', 'reason']).size()
         by_reason = {'/'.join(k).rstrip('/'): int(v) for k, v in counts.items()}
         rec.metrics.update(n_files=len(df), n_train_kept=len(keep), counts=by_reason)
@@ -462,6 +465,7 @@ def data_clean(data_root:str|None=None, # Data root to clean (None: the default 
                n_workers:int|None=None # Scan processes (None: all cores)
               )->pd.DataFrame:
     "Stage 00: `clean_data` on `data_root` (default: the default dataset) into a run folder, then `write_report`."
+    check_types(data_clean, dict(locals()))
     root = Path(data_root) if data_root else make_default_dataset()
     out = Path(out_dir) if out_dir else run_dir(experiment, '00_data_clean')
     df = clean_data(root, out, min_side, near_dup_dist, near_dup_corr, drop_near_dup, max_pixels, n_workers)

@@ -28,7 +28,7 @@ from fastai.callback.schedule import ParamScheduler, combine_scheds, SchedLin, S
 from .backbones import create_backbone
 from .optim import no_weight_decay
 from .distributed import init_distributed, to_distributed, finish_distributed, rank_world, launch_module
-from .core import run_dir, outputs_root, atomic_path, atomic_dir, atomic_write_text, RunRecord
+from .core import run_dir, outputs_root, atomic_path, atomic_dir, atomic_write_text, RunRecord, check_types
 
 # %% auto #0
 __all__ = ['AdamW95', 'create_encoder', 'patchify', 'unpatchify', 'random_masking', 'normalize_patches', 'masked_mse', 'MAE',
@@ -386,6 +386,7 @@ def pretrain(items:list, # Image paths (see `image_items`)
              epochs:int=10, lr:float=1.5e-3, bs:int=256, wd:float=0.05, warmup:float=0.1,
              valid_pct:float=0.05, seed:int=42, num_workers:int=0, show_bar:bool=True)->dict:
     "Pretrain `arch` on `items` with MAE or SimMIM; write its outputs to `out_dir`; return the metrics."
+    if epochs < 1: raise ValueError(f'epochs={epochs}: pretraining needs at least one epoch')
     init_distributed()
     set_seed(seed)  # python's `random` too: fastai's loader order and augmentations draw from it
     enc = create_encoder(arch, img_size=img_size, init=init)
@@ -395,6 +396,9 @@ def pretrain(items:list, # Image paths (see `image_items`)
     dls = mim_dls(items, img_size, bs, valid_pct, seed, num_workers)
     learn = mim_learner(dls, model)
     to_distributed(learn)
+    if not len(learn.dls.train):   # fastai drops the last partial batch: an epoch of no steps would "finish"
+        raise ValueError(f'pretrain: {len(dls.train.items)} training images{f" over {world} processes" if world > 1 else ""} '
+                         f'make no full batch of bs={bs} (the last partial batch is dropped): lower bs, or use more images')
     t0 = time.time()
     with (contextlib.nullcontext() if show_bar and rank == 0 else learn.no_bar()):
         fit_mim(learn, epochs, lr, wd, warmup)
@@ -555,6 +559,8 @@ def mae_pretrain(experiment:str='demo', # outputs/<experiment>/02_mae_pretrain/<
                 )->dict:
     "Stage 02: pretrain an encoder with MAE or SimMIM, write it with a picture and a run record; return the metrics."
     params = dict(locals())
+    check_types(mae_pretrain, params)
+    if epochs < 1: raise ValueError(f'epochs={epochs}: pretraining needs at least one epoch')
     src = Path(source) if source else outputs_root()/experiment/'00_data_clean'/'default'
     if source is None and not (src/'manifest.parquet').exists():   # stage 00 has not run for this experiment: run it
         from fgia_nb.sources import make_default_dataset

@@ -1,7 +1,7 @@
 "Stage 00 on inputs a new user may have (issue 12 items 2, 5-9): every file gets a row and a reason, no crash."
 import os, sys, json, signal, subprocess
 from pathlib import Path
-import numpy as np, pandas as pd
+import numpy as np, pandas as pd, pytest
 import nbformat
 from PIL import Image
 from fgia_nb.core import project_root
@@ -114,3 +114,23 @@ def test_failed_run_leaves_no_temp_folder(tmp_path):
                                 '--cwd', str(NB.parent)], timeout=600, env=env)
     assert rc != 0 and 'a cell failed' in out, out[-3000:]
     assert [p.name for p in tmp.iterdir() if p.name.startswith('tmp')] == []
+
+def test_failed_rerun_keeps_the_last_outputs_whole(tmp_path, monkeypatch):
+    """A re-run that failed while writing its outputs (a full disk after the manifest) left the new manifest and
+    thumbnails beside the last run's class list and training list."""
+    import fgia_nb.data_clean as dc
+    for i, c in enumerate('ab'): jpegs(tmp_path/'data'/c, seed=i)
+    clean_data(tmp_path/'data', tmp_path/'out', n_workers=0, progress=False)
+    outputs = lambda: {p.name: p.read_bytes() for p in (tmp_path/'out').iterdir() if p.name != 'run.json'}
+    before = outputs()
+    jpegs(tmp_path/'data'/'c', seed=2)   # a class more since: every output changes
+    real = dc.atomic_write_text
+    def disk_full_at_the_train_list(path, text):
+        if Path(path).name == 'train_clean.txt': raise OSError(28, 'No space left on device')
+        return real(path, text)
+    monkeypatch.setattr(dc, 'atomic_write_text', disk_full_at_the_train_list)
+    with pytest.raises(OSError, match='No space left on device'):
+        clean_data(tmp_path/'data', tmp_path/'out', n_workers=0, progress=False)
+    assert outputs() == before
+    assert json.loads((tmp_path/'out'/'run.json').read_text())['status'] == 'failed'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['data', 'out']   # no temporary folder left

@@ -117,3 +117,10 @@ def test_soup_settings_fail_first(tmp_path, monkeypatch, kw, msg):
     toy_checkpoints(tmp_path/'x'/'04_finetune'/'r', n=2)
     with pytest.raises((ValueError, TypeError), match=re.escape(msg)): model_soup('x', train_run='r', **kw)
     assert not (tmp_path/'x'/'07_model_soup').exists()
+
+def test_negative_scan_workers_fail_first(tmp_path):
+    "Stage 00 with n_workers=-1 failed in the scan with concurrent.futures' 'max_workers must be greater than 0'."
+    from fgia_nb.data_clean import clean_data
+    with pytest.raises(ValueError, match='n_workers=-1: scan processes are 0'):
+        clean_data(tmp_path, tmp_path/'out', n_workers=-1, progress=False)
+    assert not (tmp_path/'out').exists()
