@@ -8,13 +8,14 @@ import re, difflib, dataclasses, importlib
 from pathlib import Path
 import torch, timm
 from torch import nn
+import torch.nn.functional as F
 from timm.models import register_model
 from safetensors.torch import load_file
 
 # %% auto #0
-__all__ = ['ALIASES', 'resolve_arch', 'vit_demo', 'swinv2_demo', 'resnet_demo', 'read_state_dict', 'LoadReport', 'load_weights',
-           'efficientnet_lite0_package_file', 'map_efficientnet_lite0', 'efficientnet_lite0_weights', 'hub_weights',
-           'create_backbone']
+__all__ = ['ALIASES', 'default_cfgs', 'resolve_arch', 'vit_demo', 'swinv2_demo', 'CnnDemo', 'cnn_demo', 'read_state_dict',
+           'LoadReport', 'load_weights', 'efficientnet_lite0_package_file', 'map_efficientnet_lite0',
+           'efficientnet_lite0_weights', 'hub_weights', 'create_backbone']
 
 # %% ../nbs/03a_backbones.ipynb #6c86954d
 ALIASES = {
@@ -26,7 +27,7 @@ ALIASES = {
                                                mlp_ratio=2, global_pool='avg', class_token=True)),
     'swinv2_demo': ('swinv2_tiny_window8_256', dict(img_size=32, patch_size=2, window_size=4, embed_dim=48,
                                                     depths=(2, 2), num_heads=(2, 4))),
-    'resnet_demo': ('test_resnet', {}),
+    'cnn_demo': ('cnn_demo', {}),
     'efficientnet_lite0': ('tf_efficientnet_lite0', {}),
 }
 
@@ -59,10 +60,48 @@ def swinv2_demo(pretrained:bool=False, **kwargs)->nn.Module:
     return _alias_model('swinv2_demo', pretrained, **kwargs)
 
 # %% ../nbs/03a_backbones.ipynb #a3b10014
+class CnnDemo(nn.Module):
+    "A plain CNN for small images: blocks of 3x3 conv, batch norm, ReLU and 2x2 max-pool, pooled, then a classifier."
+    def __init__(self, widths:tuple=(32, 64, 128), # Channels of each block (each halves the resolution)
+                 num_classes:int=1000, # Classifier outputs (0: none, the pooled features)
+                 in_chans:int=3, # Input channels
+                 global_pool:str='avg', # timm's pooling type
+                 drop_rate:float=0., # Dropout before the classifier
+                 drop_path_rate:float=0. # Accepted for timm's interface; a plain CNN has no paths to drop
+                ):
+        super().__init__()
+        layers, c = [], in_chans
+        for w in widths:
+            layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            c = w
+        self.features = nn.Sequential(*layers)
+        self.num_features = self.head_hidden_size = c
+        self.drop_rate = drop_rate
+        self.reset_classifier(num_classes, global_pool)
+
+    def reset_classifier(self, num_classes:int, global_pool:str|None=None):
+        from timm.layers import SelectAdaptivePool2d
+        if global_pool is not None: self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
+        self.num_classes = num_classes
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+    def get_classifier(self)->nn.Module: return self.fc
+    def forward_features(self, x): return self.features(x)
+    def forward_head(self, x, pre_logits:bool=False):
+        x = F.dropout(self.global_pool(x), self.drop_rate, self.training)
+        return x if pre_logits else self.fc(x)
+    def forward(self, x): return self.forward_head(self.forward_features(x))
+
+# %% ../nbs/03a_backbones.ipynb #a3b10015
+from timm.models import build_model_with_cfg, generate_default_cfgs
+default_cfgs = generate_default_cfgs({'cnn_demo': dict(url='', num_classes=1000, input_size=(3, 32, 32), pool_size=(4, 4),
+                                                       mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), crop_pct=1.0,
+                                                       interpolation='bilinear', first_conv='features.0',
+                                                       classifier='fc')})
+
 @register_model
-def resnet_demo(pretrained:bool=False, **kwargs)->nn.Module:
-    "The demo's small CNN (`ALIASES['resnet_demo']`): timm's `test_resnet`, one block per stage, widths 32 to 96."
-    return _alias_model('resnet_demo', pretrained, **kwargs)
+def cnn_demo(pretrained:bool=False, **kwargs)->nn.Module:
+    "The demo's plain CNN (`CnnDemo`, widths 32, 64, 128), registered with timm."
+    return build_model_with_cfg(CnnDemo, 'cnn_demo', pretrained, **kwargs)
 
 # %% ../nbs/03a_backbones.ipynb #f53e61eb
 def read_state_dict(path:Path|str # A `.safetensors`, `.pth`, `.pt` or `.bin` file

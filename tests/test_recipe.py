@@ -139,3 +139,32 @@ def test_a_killed_writers_temporaries_go_on_the_next_run(tmp_path):
     with atomic_path(tmp_path/'scores.npy') as t: t.write_bytes(b'ok')
     assert sorted(x.name for x in tmp_path.iterdir()) == ['m', 'scores.npy']
     assert sorted(x.name for x in good.iterdir()) == ['classes.json', 'index.csv', 'logits.npy']
+
+ABLATION = """
+experiment: abl
+vars: {{seed: 0}}
+params: {{valid_pct: 0}}
+steps:
+  - {{name: clean, notebook: 00_data_clean}}
+  - {{name: cnn, notebook: 04_finetune, params: {{arch: cnn_demo, epochs: 1, max_items: 400, seed: '{{seed}}', run: cnn}}}}
+  - {{name: predict, notebook: 05_tta_predict, params: {{train_run: cnn, split: testb}}}}
+ablation:
+  - {{row: plain, logits: 05_tta_predict/cnn-testb/plain}}
+  - {{row: + flip TTA, logits: 05_tta_predict/cnn-testb}}
+"""
+
+def test_ablation_over_seeds(tmp_path, env):
+    "`fgia ablation` runs the recipe once per seed and reports each row's mean and sd over the seeds."
+    import numpy as np, pandas as pd
+    p = tmp_path/'abl.yaml'; p.write_text(ABLATION.format())
+    finish(fgia('ablation', str(p), '--seeds', '0,1', env=env))
+    out = tmp_path/'outputs'
+    assert read_run(out/'abl-seed1'/'04_finetune'/'cnn')['params']['seed'] == 1
+    assert read_run(out/'abl'/'04_finetune'/'cnn')['params']['seed'] == 0
+    per = [pd.read_csv(out/e/'ablation.csv') for e in ('abl', 'abl-seed1')]
+    df = pd.read_csv(out/'abl'/'ablation_seeds.csv')
+    assert df.step.tolist() == ['plain', '+ flip TTA'] and df.seeds.tolist() == [2, 2]
+    assert np.allclose(df.top1, (per[0].top1 + per[1].top1) / 2)
+    assert np.allclose(df.top1_std, np.abs(per[0].top1 - per[1].top1) / np.sqrt(2))
+    assert np.allclose(df.gain, (per[0].delta + per[1].delta) / 2)
+    assert '±' in (out/'abl'/'ablation_seeds.md').read_text() and (out/'abl'/'ablation_seeds.png').stat().st_size > 0
