@@ -1473,7 +1473,8 @@ def p_default_data_killed_during_forced_rebuild(c):
     now = snapshot(c.t)
     diff = [k for k, v in before.items() if k.startswith('d') and now.get(k) != v]
     if diff: return Res('WRONG', f'the rebuild differs from the first build: {diff[:3]}')
-    if left := [n for n in os.listdir(c.t) if 'building' in n]: return Res('OK', 'rebuilt', f'left behind: {left}')
+    if left := [n for n in os.listdir(c.t) if 'building' in n]:
+        return Res('WRONG', f"the rebuild finished but left the killed build's temporary folders: {left}")
     return Res('OK', 'the killed rebuild left the dataset whole; the rebuild gave the same bytes')
 
 # ================================================================================================== main
@@ -1483,6 +1484,9 @@ def main():
     ap.add_argument('--only', help='run only the probes whose name matches this regular expression')
     ap.add_argument('--keep', action='store_true', help='keep the temp folders (their path is printed)')
     a = ap.parse_args()
+    # a terminal's Ctrl-C reaches a program whose SIGINT is the default; started in the background of a script, this
+    # process (and so every program it starts) would ignore it, and the Ctrl-C probes would test nothing
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     base = Path(tempfile.mkdtemp(prefix='fgia-probe-'))
     out_csv = Path(a.out) if a.out else Path(tempfile.mkstemp(prefix='fgia-probe-', suffix='.csv')[1])
     todo = [(g, n, f) for g, n, f in PROBES if not a.only or re.search(a.only, n)]
