@@ -84,9 +84,12 @@ def clear_stale_temps(path:Path|str # A destination of `atomic_path` or `atomic_
 
 # %% ../nbs/base/00_core.ipynb #dcfdc063
 _OS_ERROR = re.compile(r'\(os error (\d+)\)')   # how Rust-backed writers (safetensors) report an OS error
+_SHORT_WRITE = re.compile(r'^\d+ requested and \d+ written$')   # numpy's `np.save` when the disk fills mid-array
 
 def _naming(e:BaseException, path:Path)->OSError|None:
     "The `OSError` of a write that names no file (a full disk, a read-only file system), naming `path`; else None."
+    if isinstance(e, OSError) and e.errno is None and _SHORT_WRITE.match(str(e)):
+        return OSError(f"{e}: only part of '{path}' could be written (is its disk full?)")
     if isinstance(e, OSError): n = e.errno if e.filename is None else None
     else: n = int(m[1]) if (m := _OS_ERROR.search(str(e))) else None
     return OSError(n, os.strerror(n), str(path)) if n else None

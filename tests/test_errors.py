@@ -124,3 +124,12 @@ def test_negative_scan_workers_fail_first(tmp_path):
     with pytest.raises(ValueError, match='n_workers=-1: scan processes are 0'):
         clean_data(tmp_path, tmp_path/'out', n_workers=-1, progress=False)
     assert not (tmp_path/'out').exists()
+
+def test_full_disk_names_a_short_array_write(full_disk):
+    "np.save of a large array onto a full disk said only '800000 requested and 0 written' (the probe's stage-00 thumbs)."
+    from fgia_nb.core import atomic_path
+    dest = full_disk/'thumbs.npy'
+    os.truncate(full_disk/'filler', os.path.getsize(full_disk/'filler') - 16384)   # room for part of the array
+    with pytest.raises(OSError, match=re.escape(f"only part of '{dest}' could be written (is its disk full?)")):
+        with atomic_path(dest) as t: np.save(t, np.zeros(100_000))
+    assert sorted(p.name for p in full_disk.iterdir()) == ['filler']
