@@ -1356,7 +1356,7 @@ def full_disk(c, fn, *a, leaves=(0, 12_000, 40_000, 200_000), allowed=(), **kw)-
             fill(c.t/'outputs', leave)
             r = c.call(fn, *a, timeout=180, **kw)
             (c.t/'outputs'/'.filler').unlink()
-            res = verdict(c, r, before, names=['No space left', 'Errno 28'], allowed=allowed)
+            res = verdict(c, r, before, names=['No space left', 'Errno 28', 'disk full'], allowed=allowed)
             msgs.append(f'{leave // 1000} kB free: {res.outcome} {res.msg[:90]}')
             if res.outcome != 'OK': return Res(res.outcome, f'with {leave} bytes free: {res.msg}', res.note)
             if r.status == 'error' and not any(t in r.msg for t in (str(c.t), 'outputs')):
