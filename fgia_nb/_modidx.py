@@ -256,6 +256,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'fgia_nb.finetune.check_img_size': ('finetune.html#check_img_size', 'fgia_nb/finetune.py'),
                                   'fgia_nb.finetune.check_manifest': ('finetune.html#check_manifest', 'fgia_nb/finetune.py'),
                                   'fgia_nb.finetune.check_pretrained': ('finetune.html#check_pretrained', 'fgia_nb/finetune.py'),
+                                  'fgia_nb.finetune.check_ranges': ('finetune.html#check_ranges', 'fgia_nb/finetune.py'),
                                   'fgia_nb.finetune.check_run_folder': ('finetune.html#check_run_folder', 'fgia_nb/finetune.py'),
                                   'fgia_nb.finetune.check_writable': ('finetune.html#check_writable', 'fgia_nb/finetune.py'),
                                   'fgia_nb.finetune.checkpoint_meta': ('finetune.html#checkpoint_meta', 'fgia_nb/finetune.py'),

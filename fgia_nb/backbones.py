@@ -109,9 +109,13 @@ def read_state_dict(path:Path|str # A `.safetensors`, `.pth`, `.pt` or `.bin` fi
     "Tensors of a weights file, unnested and with wrapper prefixes removed; never unpickles arbitrary objects."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f'Weights file {path} does not exist')
-    if path.suffix == '.safetensors': sd = load_file(str(path))
-    elif path.suffix in ('.pth', '.pt', '.bin'): sd = torch.load(path, map_location='cpu', weights_only=True)
-    else: raise ValueError(f'Weights file {path}: unknown suffix {path.suffix!r} (want .safetensors, .pth, .pt or .bin)')
+    if path.suffix not in ('.safetensors', '.pth', '.pt', '.bin'):
+        raise ValueError(f'Weights file {path}: unknown suffix {path.suffix!r} (want .safetensors, .pth, .pt or .bin)')
+    try: sd = load_file(str(path)) if path.suffix == '.safetensors' else torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # safetensors' and torch's errors name neither the file nor what it should be
+        what = 'a safetensors file' if path.suffix == '.safetensors' else 'a torch state dict (weights only)'
+        raise ValueError(f'Weights file {path} ({path.stat().st_size:,} bytes) is not readable as {what}: '
+                         f'{type(e).__name__}: {str(e).splitlines()[0]}. Is it truncated, or another format renamed?') from e
     for k in ('model', 'state_dict', 'module'):
         if isinstance(sd, dict) and isinstance(sd.get(k), dict): sd = sd[k]
     sd = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}

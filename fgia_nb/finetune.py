@@ -24,19 +24,19 @@ from fastai.optimizer import OptimWrapper
 from fastai.metrics import accuracy
 from fastai.torch_core import set_seed, default_device
 from fastai.distributed import DistributedDL
-from .core import atomic_path, atomic_write_text, outputs_root, RunRecord, file_sha1
+from .core import atomic_path, atomic_write_text, outputs_root, RunRecord, file_sha1, check_types
 from .distributed import init_distributed, to_distributed, finish_distributed, rank_world
 from .distributed import launch_module, cli_args, run_cli
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'ARCH_DEFAULTS', 'RESUME_FREE', 'UNDECODABLE', 'flatten_state', 'unflatten_state', 'rng_state',
+__all__ = ['DEFAULTS', 'ARCH_DEFAULTS', 'RESUME_FREE', 'RANGES', 'UNDECODABLE', 'flatten_state', 'unflatten_state', 'rng_state',
            'set_rng_state', 'unwrap_model', 'tidy_safetensors', 'save_checkpoint', 'Checkpoint', 'checkpoint_meta',
            'read_checkpoint', 'gather_objects', 'checkpoint_path', 'list_checkpoints', 'last_checkpoint',
            'finetune_runs', 'Checkpointer', 'load_training_state', 'loss_state', 'adamw', 'warmup_cosine', 'group_lrs',
            'fit_resumable', 'finetune', 'finetune_config', 'model_config', 'build_model', 'load_model', 'build_loss',
            'param_groups', 'check_img_size', 'check_manifest', 'check_writable', 'run_inputs', 'check_run_folder',
-           'check_pretrained', 'early_checks', 'preflight', 'AMP', 'make_learner', 'undo_cleaning', 'subsample_pseudo',
-           'make_dls', 'DistributedCheck', 'fit_run', 'plot_run', 'launch', 'train_cli']
+           'check_pretrained', 'check_ranges', 'early_checks', 'preflight', 'AMP', 'make_learner', 'undo_cleaning',
+           'subsample_pseudo', 'make_dls', 'DistributedCheck', 'fit_run', 'plot_run', 'launch', 'train_cli']
 
 # %% ../nbs/04_finetune.ipynb #cce3ea10
 def flatten_state(obj, # Nested dicts, lists, tuples, tensors and JSON scalars (e.g. an optimizer `state_dict()`)
@@ -615,8 +615,25 @@ def check_pretrained(cfg:dict):
     from fgia_nb.backbones import resolve_arch, hub_weights
     hub_weights(resolve_arch(cfg['arch'])[0], cfg['arch'])
 
+# name: (lowest allowed, highest allowed, lowest included?)
+RANGES = dict(img_size=(1, None, True), epochs=(1, None, True), bs=(1, None, True), lr=(0, None, False),
+              min_lr=(0, None, True), wd=(0, None, True), layer_decay=(0, 1, False), warmup=(0, None, True),
+              sub_centers=(1, None, True), scale=(0, None, False), eql_tau=(0, None, True), mixup=(0, None, True),
+              cutmix=(0, None, True), label_smoothing=(0, 1, True), drop_path=(0, 1, True), re_prob=(0, 1, True),
+              balance=(0, 1, True), valid_pct=(0, 1, True), max_items=(0, None, True), max_pseudo=(0, None, True),
+              keep_last=(1, None, True), num_workers=(0, None, True), num_processes=(1, None, True))
+
+def check_ranges(cfg:dict):
+    "Fail, naming every setting of `cfg` that is of the wrong type or outside its range (`RANGES`)."
+    check_types(finetune, {k: v for k, v in cfg.items() if k != 'pseudo_manifests'})
+    bad = [f'{k}={cfg[k]!r} (want {">=" if inc else ">"} {lo}{f" and <= {hi}" if hi is not None else ""})'
+           for k, (lo, hi, inc) in RANGES.items() if cfg.get(k) is not None
+           and (cfg[k] < lo or (cfg[k] == lo and not inc) or (hi is not None and cfg[k] > hi))]
+    if bad: raise ValueError(f'finetune: {"; ".join(bad)}')
+
 def early_checks(cfg:dict):
-    "What needs no input file: the run folder (writable; same settings when it holds checkpoints), the hub weights."
+    "What needs no input file: the settings' types and ranges, the run folder (writable; same settings when it holds checkpoints), the hub weights."
+    check_ranges(cfg)
     check_writable(cfg['out_dir'])
     check_run_folder(cfg)
     check_pretrained(cfg)
