@@ -15,7 +15,8 @@ __all__ = ['read_recipe', 'fill', 'notebook_path', 'notebook_params', 'type_ok',
            'step_notebook', 'fgia_imports', 'module_closure', 'code_fingerprint', 'param_paths', 'step_key',
            'step_reads', 'read_keys', 'state_path', 'read_state', 'logged_runs', 'is_done', 'RecipeError',
            'step_timings', 'run_step', 'clear_stale', 'run_recipe', 'score_row', 'ablation', 'md_table',
-           'plot_ablation', 'write_ablation', 'seed_ablation', 'seed_experiments', 'run_ablation', 'main']
+           'plot_ablation', 'write_ablation', 'seed_ablation', 'pm', 'seed_table', 'seed_experiments', 'run_ablation',
+           'main']
 
 # %% ../nbs/10_recipe.ipynb #cdc6dbce
 _KEYS = {'experiment', 'description', 'vars', 'params', 'steps', 'ablation'}
@@ -500,6 +501,17 @@ def seed_ablation(tables:list # One `ablation` table per seed
     if 'gap_closed' in df: out['gap_closed'] = g.gap_closed.mean()
     return out.reset_index()
 
+# %% ../nbs/10_recipe.ipynb #b11dcfab
+def pm(mean, std, fmt:str='.4f')->str:
+    "`mean ± std` as text; blank when `mean` is missing (a reference row has no gain)."
+    return '' if pd.isna(mean) else f'{mean:{fmt}} ± {std:.4f}'
+
+def seed_table(df:pd.DataFrame # From `seed_ablation`
+              )->pd.DataFrame:
+    "`df` for reading: top-1 and gain as `mean ± sd` text, blank where a row has no gain."
+    return df.assign(top1=[pm(m, s) for m, s in zip(df.top1, df.top1_std)],
+                     gain=[pm(m, s, '+.4f') for m, s in zip(df.gain, df.gain_std)]).drop(columns=['top1_std', 'gain_std'])
+
 # %% ../nbs/10_recipe.ipynb #ab9e156b
 def seed_experiments(experiment:str, # The recipe's experiment
                      seeds:list # Seeds; the first one's run is the recipe's plain run
@@ -525,9 +537,7 @@ def run_ablation(recipe:Path|str, # A recipe file with an `ablation` and a `seed
     tables = [pd.read_csv(outputs_root()/e/'ablation.csv', keep_default_na=False, na_values=['']) for e in exps]
     df, out = seed_ablation(tables), outputs_root()/exps[0]
     with atomic_path(out/'ablation_seeds.csv') as t: df.to_csv(t, index=False)
-    atomic_write_text(out/'ablation_seeds.md', md_table(df.assign(
-        top1=[f'{m:.4f} ± {s:.4f}' for m, s in zip(df.top1, df.top1_std)],
-        gain=[f'{m:+.4f} ± {s:.4f}' for m, s in zip(df.gain, df.gain_std)]).drop(columns=['top1_std', 'gain_std'])))
+    atomic_write_text(out/'ablation_seeds.md', md_table(seed_table(df)))
     long = pd.concat(tables, ignore_index=True)
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(df) + 1.2))
     sns.barplot(long, y='step', x='top1', errorbar='sd', ax=ax, color='C0')
@@ -565,4 +575,8 @@ def main(argv:list|None=None):
             df = run_ablation(a.recipe, seeds, a.experiment, vars, log=log)
         else: df = run_recipe(a.recipe, a.experiment, a.force, a.until, a.dry_run, vars, log=log)
     except (RecipeError, FileNotFoundError, ValueError, KeyError) as e: sys.exit(f'fgia: {e}')
+    except KeyboardInterrupt:
+        print('fgia: interrupted; finished steps are kept, and the same command continues from the interrupted one',
+              file=sys.stderr)
+        sys.exit(130)
     print(df.to_string(index=False))
