@@ -168,3 +168,13 @@ def test_ablation_over_seeds(tmp_path, env):
     assert np.allclose(df.top1_std, np.abs(per[0].top1 - per[1].top1) / np.sqrt(2))
     assert np.allclose(df.gain, (per[0].delta + per[1].delta) / 2)
     assert '±' in (out/'abl'/'ablation_seeds.md').read_text() and (out/'abl'/'ablation_seeds.png').stat().st_size > 0
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path, monkeypatch, capsys):
+    "Ctrl-C during `fgia run` prints one line (not a traceback) and exits with the shell's code for SIGINT."
+    import fgia_nb.recipe as r
+    def interrupted(*a, **kw): raise KeyboardInterrupt
+    monkeypatch.setattr(r, 'run_recipe', interrupted)
+    with pytest.raises(SystemExit) as e: r.main(['run', str(write(tmp_path, 'ki'))])
+    assert e.value.code == 130
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'interrupted' in err and 'Traceback' not in err
