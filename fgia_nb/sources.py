@@ -4,17 +4,17 @@
 
 # %% ../nbs/base/01_sources.ipynb #09c3084b
 from __future__ import annotations
-import os, io, gzip, json, shutil, hashlib, unicodedata
+import os, io, re, gzip, json, shutil, hashlib, unicodedata, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 from PIL import Image, ImageDraw
 from fastcore.script import call_parse
-from .core import data_root, class_names, atomic_write_text
+from .core import data_root, class_names, atomic_write_text, _pid_alive
 
 # %% auto #0
 __all__ = ['FMNIST_DIRS', 'NOISE', 'fashion_mnist_dir', 'load_fashion_mnist', 'long_tail_counts', 'make_default_dataset',
-           'answers_dir', 'make_oracle_dataset', 'default_data_cli', 'read_accv', 'read_imagefolder', 'read_fastai',
-           'read_source', 'read_submission', 'score']
+           'clear_stale_builds', 'answers_dir', 'make_oracle_dataset', 'default_data_cli', 'read_train_txt',
+           'read_accv', 'read_imagefolder', 'read_fastai', 'read_source', 'read_submission', 'read_answers', 'score']
 
 # %% ../nbs/base/01_sources.ipynb #1c39e107
 FMNIST_DIRS = [Path('/usr/share/datasets/fashion-mnist')]  # Debian's dataset-fashion-mnist
@@ -191,25 +191,64 @@ def make_default_dataset(dest:Path|str|None=None, # Data root to create (default
                          force:bool=False # Rebuild even if a complete build with these parameters exists
                         )->Path:
     "Build the default web-like dataset from Fashion-MNIST; returns its root (answers at `<root>_answers`)."
+    if n_max < 1: raise ValueError(f'n_max (train images in the largest class) must be at least 1, got {n_max}')
+    if imb_ratio < 1: raise ValueError(f'imb_ratio (largest / smallest class size) must be at least 1, got {imb_ratio}')
+    if min(n_testa, n_testb) < 1 or n_testa + n_testb > 1000:
+        raise ValueError(f'n_testa and n_testb (test images per class) must be at least 1 and together at most 1000 '
+                         f"(Fashion-MNIST's test split), got {n_testa} and {n_testb}")
     dest = Path(dest or data_root()/'fmnist_web')
     ans = answers_dir(dest)
     params = dict(n_max=n_max, imb_ratio=imb_ratio, n_testa=n_testa, n_testb=n_testb, noise={**NOISE, **(noise or {})},
                   seed=seed, generator=_GENERATOR_VERSION)
-    stamp = dest/'dataset.json'
-    done = lambda: stamp.exists() and json.loads(stamp.read_text()) == params and ans.exists()
+    same = lambda p: p.is_file() and json.loads(p.read_text()) == params
+    # both folders carry the stamp (the answers' may be absent in builds older than it): a pair from two builds
+    # (a kill between the two renames) is not complete
+    done = lambda: same(dest/'dataset.json') and ans.is_dir() and (same(ans/'dataset.json') or
+                                                                   not (ans/'dataset.json').exists())
+    for p in (dest, ans): _check_folder(p); clear_stale_builds(p)
     if not force and done(): return dest
     tag = f'.building-{os.getpid()}'   # a private folder: concurrent builders (parallel notebooks) don't collide
     tmp, tmp_ans = dest.with_name(dest.name + tag), ans.with_name(ans.name + tag)
     try:
         _build(*load_fashion_mnist(), tmp, tmp_ans, n_max, imb_ratio, n_testa, n_testb, params['noise'], seed)
-        atomic_write_text(tmp/'dataset.json', json.dumps(params))
+        for d in (tmp, tmp_ans): atomic_write_text(d/'dataset.json', json.dumps(params))
         if force or not done():          # another process may have finished the same build meanwhile
-            for p, t in ((ans, tmp_ans), (dest, tmp)):
-                shutil.rmtree(p, ignore_errors=True)
-                os.replace(t, p)
+            for p, t in ((ans, tmp_ans), (dest, tmp)): _swap_in(t, p)
     finally:
         for p in (tmp, tmp_ans): shutil.rmtree(p, ignore_errors=True)
     return dest
+
+# %% ../nbs/base/01_sources.ipynb #95cbc57b
+def clear_stale_builds(dest:Path|str # A folder that `make_default_dataset` or `make_oracle_dataset` builds
+                      )->list[Path]:
+    "Remove the `.building-<pid>` and `.old-<pid>` folders dead builders left beside `dest`; put back a missing `dest`."
+    dest, gone = Path(dest), []
+    if not dest.parent.is_dir(): return gone
+    pat = re.compile(rf'^{re.escape(dest.name)}\.(?P<kind>building|old)-(?P<pid>\d+)$')
+    for p in sorted(dest.parent.iterdir()):
+        if not (m := pat.match(p.name)) or _pid_alive(int(m['pid'])): continue
+        if m['kind'] == 'old' and not dest.exists(): os.rename(p, dest)
+        else:
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+            gone.append(p)
+    return gone
+
+def _check_folder(p:Path):
+    "Refuse to replace `p` if it is something other than a folder (a user's file)."
+    if p.exists() and not p.is_dir():
+        raise NotADirectoryError(f'{p} exists and is not a folder: move it away or choose another dest')
+
+def _swap_in(new:Path, dest:Path):
+    "Replace the folder `dest` with `new`: the old one is renamed aside first, and removed only once `new` is in place."
+    _check_folder(dest)
+    old = dest.with_name(f'{dest.name}.old-{os.getpid()}')
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists(): os.rename(dest, old)
+    try: os.rename(new, dest)
+    except BaseException:
+        if old.exists() and not dest.exists(): os.rename(old, dest)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 # %% ../nbs/base/01_sources.ipynb #da7e1c0e
 def answers_dir(root:Path|str)->Path:
@@ -228,6 +267,8 @@ def make_oracle_dataset(dest:Path|str|None=None, # Data root to create (default 
     dest = Path(dest or data_root()/'fmnist_oracle')
     params = dict(n=n, n_classes=n_classes, seed=seed, generator=_GENERATOR_VERSION)
     stamp = dest/'dataset.json'
+    _check_folder(dest)
+    clear_stale_builds(dest)
     if not force and stamp.exists() and json.loads(stamp.read_text()) == params: return dest
     x, y, _, _ = load_fashion_mnist()
     rng, cls = np.random.default_rng(seed), class_names(n_classes)
@@ -245,8 +286,7 @@ def make_oracle_dataset(dest:Path|str|None=None, # Data root to create (default 
                 lines.append(f'{rel} {c}\n')
         (tmp/'train.txt').write_text(''.join(lines))
         atomic_write_text(tmp/'dataset.json', json.dumps(params))
-        shutil.rmtree(dest, ignore_errors=True)
-        os.replace(tmp, dest)
+        _swap_in(tmp, dest)
     finally: shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
@@ -305,32 +345,62 @@ def _frame(rows:list, # `(path, label, split)` of the files the layout understan
 _LAYOUT_FILES = {'train.txt', 'dataset.json'}   # a competition root's own files: read, not samples
 _TEST_SPLITS = ('testa', 'testb', 'test')
 
+def read_train_txt(path:Path|str # A competition `train.txt`: one `path label` line per train file
+                  )->dict[str, set[int]]:
+    "The labels `train.txt` gives each path: a set, since a path listed twice may be given two."
+    path, listed = Path(path), {}
+    text = path.read_text(errors='surrogateescape')   # names as os.fsdecode gives them
+    for ln, line in enumerate(text.splitlines(), 1):
+        if not line.strip(): continue
+        parts = line.rsplit(maxsplit=1)
+        if len(parts) != 2 or not (parts[1].isascii() and parts[1].isdigit()):
+            raise ValueError(f"{path}:{ln}: expected 'path label' with a label of 0 or more, got {line!r}")
+        listed.setdefault(Path(parts[0]).as_posix(), set()).add(int(parts[1]))
+    return listed
+
+# %% ../nbs/base/01_sources.ipynb #375edc1c
+def _listed_row(rel:str, labels:set)->tuple:
+    "The row of a path `train.txt` lists: its label, unless `train.txt` gives two or its class folder says another."
+    parts = rel.split('/')
+    folder = parts[1] if len(parts) == 3 and parts[0] == 'train' else None
+    if len(labels) > 1:
+        return rel, None, 'train', 'label_conflict', 'train.txt gives it labels ' + ' and '.join(map(str, sorted(labels)))
+    lab = next(iter(labels))
+    if folder is not None and not (folder.isascii() and folder.isdigit() and int(folder) == lab):
+        return rel, None, 'train', 'label_mismatch', f'train.txt gives it label {lab}, its class folder {folder}'
+    return rel, f'{lab:04d}', 'train'
+
+def _beside_why(rel:Path)->str:
+    "Why a file outside the competition layout's folders is unexpected."
+    top = rel.parts[0]
+    if top not in _LAYOUT_FILES: return 'outside train/ and the test folders'
+    why = f'{"in " if len(rel.parts) > 1 else ""}{top}, which is not a regular file'
+    return why + (': its labels were not read, labels come from the class folders' if top == 'train.txt' else '')
+
 def read_accv(root:Path|str # Competition layout: train/<cls>/<cls>_<sha1>.jpg, train.txt, testa/, testb/
              )->pd.DataFrame:
     "Rows for the competition layout; labels from `train.txt` (`path label`), else from the class folders."
     root = Path(root)
-    listed, stray = {}, []
-    if (root/'train.txt').is_file():
-        text = (root/'train.txt').read_text(errors='surrogateescape')   # names as os.fsdecode gives them
-        for ln, line in enumerate(text.splitlines(), 1):
-            if not line.strip(): continue
-            parts = line.rsplit(maxsplit=1)
-            if len(parts) != 2 or not parts[1].lstrip('-').isdigit():
-                raise ValueError(f"{root/'train.txt'}:{ln}: expected 'path label', got {line!r}")
-            listed[Path(parts[0]).as_posix()] = f'{int(parts[1]):04d}'
+    txt = root/'train.txt'
+    if txt.exists() and not txt.is_file():
+        warnings.warn(f'{txt} is not a regular file: labels come from the class folders')
+    listed = read_train_txt(txt) if txt.is_file() else {}
+    rows = {rel: _listed_row(rel, labs) for rel, labs in listed.items()}
+    stray = []
     for p in _files(root/'train') if (root/'train').is_dir() else []:
         rel = p.relative_to(root).as_posix()
-        if rel in listed: continue
-        if len(p.relative_to(root).parts) == 3: listed[rel] = p.parent.name
+        if rel in rows: continue
+        if len(p.relative_to(root).parts) == 3: rows[rel] = (rel, p.parent.name, 'train')
         else: stray.append((rel, 'not in a class folder: expected train/<class>/<file>'))
-    rows = [(rel, lab, 'train') for rel, lab in sorted(listed.items())]
+    rows = [rows[rel] for rel in sorted(rows)]
     for split in _TEST_SPLITS:
         for p in _files(root/split) if (root/split).is_dir() else []:
             rel = p.relative_to(root).as_posix()
             if p.parent == root/split: rows.append((rel, None, split))
             else: stray.append((rel, f'in a subfolder: expected {split}/<file>'))
-    known = {'train', *_TEST_SPLITS, *_LAYOUT_FILES}
-    stray += [(p.relative_to(root).as_posix(), 'outside train/ and the test folders') for p in _beside(root, known)]
+    known = ({n for n in ('train', *_TEST_SPLITS) if (root/n).is_dir()} |
+             {n for n in _LAYOUT_FILES if (root/n).is_file()})   # a folder named train.txt is no label list
+    stray += [(p.relative_to(root).as_posix(), _beside_why(p.relative_to(root))) for p in _beside(root, known)]
     return _frame(rows, stray, 'accv')
 
 # %% ../nbs/base/01_sources.ipynb #4d363efd
@@ -379,12 +449,24 @@ def read_submission(path:Path|str)->pd.Series:
     if twice.any(): raise ValueError(f'{path}: file {s.filename[twice].iloc[0]!r} is predicted twice')
     return s.set_index('filename').label
 
+# %% ../nbs/base/01_sources.ipynb #90a717b7
+def read_answers(path:Path|str # A split's answers CSV: a `filename,label` header, one row per test image
+                )->pd.Series:
+    "The answers as a Series of class names indexed by file name."
+    try: a = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise ValueError(f'{path} is not an answers CSV (a filename,label header, then one row per file): {e}') from e
+    if missing := [c for c in ('filename', 'label') if c not in a.columns]:
+        raise ValueError(f'{path} is not an answers CSV: it needs the columns filename and label, its columns are '
+                         f'{list(a.columns)}')
+    return a.set_index('filename').label
+
 # %% ../nbs/base/01_sources.ipynb #feb081eb
 def score(submission:Path|str, # pred_results.csv
           answers:Path|str # The split's answers CSV (`filename,label`), e.g. `answers_dir(root)/'testb.csv'`
          )->dict:
     "Top-1 and class-balanced accuracy of a submission; missing files count as wrong."
-    ans = pd.read_csv(answers, dtype=str).set_index('filename').label
+    ans = read_answers(answers)
     sub = read_submission(submission)
     pred = sub.reindex(ans.index)
     hit = (pred.values == ans.values)

@@ -134,3 +134,50 @@ def test_failed_rerun_keeps_the_last_outputs_whole(tmp_path, monkeypatch):
     assert outputs() == before
     assert json.loads((tmp_path/'out'/'run.json').read_text())['status'] == 'failed'
     assert sorted(p.name for p in tmp_path.iterdir()) == ['data', 'out']   # no temporary folder left
+
+def test_train_txt_disagreements(tmp_path):
+    """Probe: a file listed twice with labels 0 and 1, a label 99 in train/0000/, a train.txt that is a folder: the
+    files were kept under an invented class (0099), or left out of the manifest."""
+    root = tmp_path/'data'
+    jpegs(root/'train'/'0000')
+    jpegs(root/'train'/'0001', seed=1)
+    (root/'train.txt').write_text(''.join(f'train/0000/img_{i}.jpg 0\n' for i in range(5)) +
+                                  'train/0000/img_0.jpg 0\ntrain/0000/img_1.jpg 1\n'     # a repeat, a conflict
+                                  + 'train/0001/img_0.jpg 99\n')                          # a mismatch
+    df = clean_data(root, tmp_path/'out', n_workers=0, progress=False).set_index('path')
+    assert df.loc['train/0000/img_0.jpg', 'reason'] == ''
+    assert df.loc['train/0000/img_1.jpg', ['status', 'reason', 'detail']].tolist() == [
+        'dropped', 'label_conflict', 'train.txt gives it labels 0 and 1']
+    assert df.loc['train/0001/img_0.jpg', ['status', 'reason', 'detail']].tolist() == [
+        'dropped', 'label_mismatch', 'train.txt gives it label 99, its class folder 0001']
+    assert json.loads((tmp_path/'out'/'classes.json').read_text()) == ['0000', '0001']
+    (root/'train.txt').unlink()
+    (root/'train.txt').mkdir()
+    (root/'train.txt'/'hidden.jpg').write_bytes((root/'train'/'0000'/'img_0.jpg').read_bytes())
+    with pytest.warns(UserWarning, match='train.txt is not a regular file'):
+        df = clean_data(root, tmp_path/'out', n_workers=0, progress=False).set_index('path')
+    assert df.loc['train.txt/hidden.jpg', 'reason'] == 'unexpected_path'
+    assert 'labels come from the class folders' in df.loc['train.txt/hidden.jpg', 'detail']
+    assert (df.reason[df.index.str.startswith('train/')] == '').all() and len(df) == 11
+
+def test_default_data_stale_builds(tmp_path):
+    """Probe: `fgia-default-data --force` killed mid-build left `<dest>.building-<pid>`, which the next build kept;
+    `--n-max 0` was accepted; a forced build over a user's file must not replace it."""
+    from fgia_nb.sources import make_default_dataset
+    small = dict(n_max=60, n_testa=5, n_testb=5, seed=1)
+    dest = make_default_dataset(tmp_path/'d', **small)
+    dead = subprocess.Popen(['true'])
+    dead.wait()
+    live = subprocess.Popen(['sleep', '60'])
+    try:
+        for name in (f'd.building-{dead.pid}', f'd_answers.building-{dead.pid}', f'd.building-{live.pid}'):
+            (tmp_path/name/'train').mkdir(parents=True)
+        make_default_dataset(tmp_path/'d', force=True, **small)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ['d', f'd.building-{live.pid}', 'd_answers']
+    finally: live.kill(); live.wait()
+    assert json.loads((dest/'dataset.json').read_text()) == json.loads((tmp_path/'d_answers'/'dataset.json').read_text())
+    with pytest.raises(ValueError, match='n_max'): make_default_dataset(tmp_path/'e', n_max=0)
+    (tmp_path/'taken').write_text('my notes')
+    with pytest.raises(NotADirectoryError, match='taken exists and is not a folder'):
+        make_default_dataset(tmp_path/'taken', force=True, **small)
+    assert (tmp_path/'taken').read_text() == 'my notes'

@@ -23,6 +23,7 @@ def test_every_file_is_in_the_manifest(cleaned):
     assert set(df.path) == on_disk
     assert (df.status.isin(['ok', 'flagged', 'dropped'])).all()
     assert (df.reason[df.status != 'ok'] != '').all()
+    assert not df.reason.isin(['label_conflict', 'label_mismatch']).any()   # train.txt agrees with the class folders
     m = read_manifest(out)
     assert len(m) == len(df) and all(p.exists() for p in manifest_items(m)[:20])
 
