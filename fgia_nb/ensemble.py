@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 from .core import run_dir, RunRecord, outputs_root, atomic_path, atomic_dir
 from .logits import (Logits, open_logits, check_aligned, read_rows, iter_chunks, write_index, softmax_np,
-                            _as_float, _check_finite, _prefetch, default_answers, top1)
+                            _as_float, _check_finite, _prefetch, top1)
+from .pseudo_label import experiment_data, split_answers
 
 # %% auto #0
 __all__ = ['FACTORS', 'WEIGHTINGS', 'winners_weights', 'ensemble_top1', 'factor_top1', 'fit_weights', 'labelled_probs',
@@ -223,9 +224,12 @@ def ensemble(models:list, # Logits folders (stage 05) or `Logits`, aligned
             )->Logits:
     "Weighted ensemble of many logits folders, streamed; writes `scores.npy` (probabilities)."
     items = check_aligned(models)
-    w = np.ones(len(items)) if weights is None else np.asarray(weights, dtype=np.float64)
-    if len(w) != len(items) or (w < 0).any() or w.sum() <= 0:
-        raise ValueError(f'need {len(items)} non-negative weights, got {w.tolist()}')
+    w = np.ones(len(items)) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+    if len(w) != len(items):
+        raise ValueError(f'weights: {len(w)} value(s) {w.tolist()} for {len(items)} members '
+                         f'({", ".join(lg.folder.name for lg in items)}): give one weight per member')
+    if (w < 0).any() or not w.sum() > 0:
+        raise ValueError(f'weights {w.tolist()}: need non-negative weights, not all zero')
     w = (w / w.sum()).astype(np.float32).tolist()
     if average not in ('prob', 'logit'): raise ValueError(f"average must be 'prob' or 'logit', not {average!r}")
     (N, C), M, nt = items[0].shape, len(items), threads or torch.get_num_threads()
@@ -283,6 +287,11 @@ def ensemble_models(experiment:str='demo', # Experiment folder under outputs/
     folders = [Path(m) for m in models.split(',') if m] or sorted(stage05.glob(f'*-{split}'))
     if not folders:
         raise FileNotFoundError(f'no stage-05 logits for {split!r} under {stage05}: run nbs/05_tta_predict.ipynb first')
+    try: a = [float(x) for x in accs.split(',')] if accs else None
+    except ValueError: raise ValueError(f'accs={accs!r}: expected comma-separated numbers, one per member') from None
+    if a is not None and len(a) != len(folders):
+        raise ValueError(f'accs={accs!r}: {len(a)} value(s) for {len(folders)} members '
+                         f'({", ".join(f.name for f in folders)}): give one accuracy per member')
     items = check_aligned(folders)
     lab_items, lab, chosen_on = items, None, None   # the labelled rows weights are chosen on, and their models' logits
     if labels: lab, chosen_on = read_labels(labels), str(labels)
@@ -294,16 +303,18 @@ def ensemble_models(experiment:str='demo', # Experiment folder under outputs/
                                     '(predict that split too)')
         lab_items, lab, chosen_on = check_aligned(sibs), lb, lb_split
         accs = ','.join(f'{top1(s, lb):.4f}' for s in lab_items)
+        a = [float(x) for x in accs.split(',')]
     how = weighting if weighting != 'auto' else 'fitted' if labels else 'winners' if accs else 'equal'
     if how in ('tempered', 'fitted') and lab is None:
         raise ValueError(f"weighting={how!r} needs labelled rows to choose the weights on: `leaderboard` or `labels`")
     if how == 'winners' and not accs and lab is None:
         raise ValueError("weighting='winners' needs `accs`, `leaderboard` or `labels`")
+    ans, note = split_answers(items[0], split, experiment_data(experiment))   # the answers of the data it is on
     out = run_dir(experiment, '08_ensemble', run or split)
     params.update(models=[str(f) for f in folders], weighting=how, accs=accs)
     inputs = [lg.npy for lg in items] + ([labels] if labels else []) + ([leaderboard] if leaderboard else [])
     with RunRecord(out, '08_ensemble', params=params, inputs=inputs) as rec:
-        a = [float(x) for x in accs.split(',')] if accs else None
+        rec.metrics['answers'] = note
         if lab is not None:   # (M, n, C) float32 of the labelled rows, at most about 1 GB
             P, y = labelled_probs(lab_items, lab, max_rows=max(2000, 2**28 // (len(items)*items[0].shape[1])))
         if how == 'equal': w = np.ones(len(items))
@@ -318,7 +329,7 @@ def ensemble_models(experiment:str='demo', # Experiment folder under outputs/
         if lab is not None: rec.metrics.update(weights_chosen_on=chosen_on, chosen_top1=ensemble_top1(P, y, w))
         ens = ensemble(items, out, w, average=average)
         rec.outputs += [str(ens.npy)]
-        if (ans := default_answers(split)) is not None:
+        if ans is not None:
             rec.metrics['top1'] = {**{f.name: top1(lg, ans) for f, lg in zip(folders, items)},
                                    'ensemble': top1(ens, ans)}
     return rec.metrics

@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import run_dir, RunRecord, outputs_root, atomic_path, atomic_write_text, atomic_dir
-from .logits import Logits, open_logits, iter_chunks, logits_writer, softmax_np, default_answers
+from .logits import Logits, open_logits, iter_chunks, logits_writer, softmax_np
 
 # %% auto #0
-__all__ = ['confidences', 'select_threshold', 'select_quota', 'target_prior', 'scores_prior', 'kept_report', 'plot_kept',
-           'pseudo_manifest', 'write_pseudo', 'pseudo_label']
+__all__ = ['RULES', 'confidences', 'select_threshold', 'select_quota', 'target_prior', 'scores_prior', 'kept_report', 'plot_kept',
+           'split_rows', 'pseudo_manifest', 'write_pseudo', 'experiment_data', 'split_answers', 'pseudo_label']
 
 # %% ../nbs/06_pseudo_label.ipynb #a250e657
 def _probs(lg:Logits, b:np.ndarray)->np.ndarray: return b if lg.npy.stem == 'scores' else softmax_np(b)
@@ -96,7 +96,7 @@ def scores_prior(S, # `Logits` (scores or logits folder) or an (N, C) probabilit
 # %% ../nbs/06_pseudo_label.ipynb #8f2d4ff6
 def kept_report(keep:np.ndarray, # Boolean mask of kept rows
                 label:np.ndarray, # Pseudo-label per row
-                y:np.ndarray|None=None, # True label per row, when known
+                y:np.ndarray|None=None, # True label per row, when known (-1: this row's answer is unknown)
                 C:int|None=None)->dict:
     "How many rows were kept, how evenly across classes, and (with answers) how accurate the kept labels are."
     C = C or int(label.max()) + 1
@@ -104,8 +104,9 @@ def kept_report(keep:np.ndarray, # Boolean mask of kept rows
     r = dict(kept=int(keep.sum()), kept_frac=float(keep.mean()), min_per_class=int(cnt.min()),
              max_per_class=int(cnt.max()), classes_empty=int((cnt == 0).sum()))
     if y is not None:
-        r['precision'] = float((label[keep] == y[keep]).mean()) if keep.any() else float('nan')
-        r['correct_kept'] = int((label[keep] == y[keep]).sum())
+        known = keep & (y >= 0)
+        r['precision'] = float((label[known] == y[known]).mean()) if known.any() else float('nan')
+        r['correct_kept'] = int((label[known] == y[known]).sum())
     return r
 
 # %% ../nbs/06_pseudo_label.ipynb #661c24b3
@@ -120,6 +121,23 @@ def plot_kept(kept:dict, # rule name -> (boolean mask of kept rows, pseudo-label
     ax.set(xlabel='class (sorted by kept count)', ylabel='pseudo-labelled images', title='Kept per class')
     return ax
 
+# %% ../nbs/06_pseudo_label.ipynb #80d39d29
+def split_rows(manifest:pd.DataFrame, # Stage-00 manifest
+               split:str, # The split `lg` predicts
+               lg:Logits, # A scores (or logits) folder of that split
+               source:str='the manifest' # How errors name the manifest (e.g. its path)
+              )->pd.DataFrame:
+    "The manifest's `split` rows indexed by file name; fails unless every file of `lg` is among them."
+    m = manifest[manifest.split == split]
+    if not len(m):
+        raise ValueError(f'split={split!r}: {source} has no {split!r} rows (its splits: {sorted(set(manifest.split))})')
+    m = m.assign(_name=[Path(p).name for p in m.path]).drop_duplicates('_name').set_index('_name')
+    missing = pd.Index(lg.paths).difference(m.index)
+    if len(missing):
+        raise ValueError(f"split={split!r}: {len(missing)} of the {len(lg.paths)} files of {lg.folder} are not among "
+                         f"{source}'s {split!r} rows, e.g. {missing[0]!r} (the scores of another split?)")
+    return m
+
 # %% ../nbs/06_pseudo_label.ipynb #ee3ced8b
 def pseudo_manifest(lg:Logits, # The scores (or logits) folder the labels come from
                     keep:np.ndarray, # Boolean mask of kept rows
@@ -129,15 +147,8 @@ def pseudo_manifest(lg:Logits, # The scores (or logits) folder the labels come f
                     split:str # The split `lg` predicts
                    )->pd.DataFrame:
     "The kept rows as manifest rows (`source='pseudo'`, `status='ok'`, `confidence`), in `lg`'s row order."
-    m = manifest[manifest.split == split]
-    if not len(m): raise ValueError(f'the manifest has no {split!r} rows')
-    m = m.assign(_name=[Path(p).name for p in m.path]).drop_duplicates('_name').set_index('_name')
-    names = pd.Index(np.asarray(lg.paths)[keep])
-    missing = names.difference(m.index)
-    if len(missing):
-        raise ValueError(f"{lg.folder}: {len(missing)} file(s) not among the manifest's {split!r} rows, "
-                         f"e.g. {missing[0]!r}")
-    rows = m.loc[names].reset_index(drop=True)
+    m = split_rows(manifest, split, lg)
+    rows = m.loc[pd.Index(np.asarray(lg.paths)[keep])].reset_index(drop=True)
     ok = (rows.status != 'dropped').values
     rows = rows.assign(label=np.asarray(lg.classes)[label[keep]], source='pseudo', status='ok', reason='', detail='',
                        confidence=conf[keep].astype(np.float32), _row=np.flatnonzero(keep))[ok]
@@ -165,7 +176,47 @@ def write_pseudo(out:Path|str, # Run folder for the manifest
                     if len(sel): w(p[sel - s])
     return out/'manifest.parquet'
 
+# %% ../nbs/06_pseudo_label.ipynb #deb2712a
+def experiment_data(experiment:str='demo', # Experiment folder under outputs/
+                    manifest:Path|str='' # Stage-00 manifest (default: the experiment's stage-00 output)
+                   )->Path|None:
+    "The data root an experiment runs on, as its stage-00 manifest records it; None when there is no manifest."
+    from fgia_nb.data_clean import read_manifest
+    p = Path(manifest) if manifest else outputs_root()/experiment/'00_data_clean'/'default'/'manifest.parquet'
+    return Path(read_manifest(p).attrs['data_root']) if p.exists() else None
+
+# %% ../nbs/06_pseudo_label.ipynb #9b69ccfe
+def split_answers(lg:Logits, # The scores (or logits) folder to score
+                  split:str, # The split it predicts
+                  data:Path|str|None=None, # The data root it is of (`experiment_data`); None: unknown, so not scored
+                  path:Path|str='' # An answers CSV (`filename,label`) to use instead of `data`'s hidden answers
+                 )->tuple:
+    "`(answers, note)`: the answers of `lg`'s files (file name -> class name) or None, and which answers, or why none."
+    from fgia_nb.sources import answers_dir
+    def read(p):
+        try: df = pd.read_csv(p, dtype=str)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+            raise ValueError(f'answers={p}: not an answers CSV (filename,label): {e}') from None
+        if missing := sorted({'filename', 'label'} - set(df.columns)):
+            raise ValueError(f'answers={p}: not an answers CSV (filename,label): no {missing} column; '
+                             f'its columns are {list(df.columns)}')
+        ans = df.set_index('filename').label
+        return ans[ans.index.isin(lg.paths) & ~ans.index.duplicated()]
+    N = len(lg.paths)
+    if path:
+        ans = read(path)
+        if not len(ans): raise ValueError(f'answers={path}: names none of the {N} files of {lg.folder}')
+        return ans, f'scored against {path} ({len(ans)} of {N} files)'
+    if data is None: return None, 'not scored: no stage-00 manifest says which data these scores are of'
+    p = answers_dir(data)/f'{split}.csv'
+    if not p.exists(): return None, f'not scored: {data} has no hidden answers for {split!r} (no {p})'
+    ans = read(p)
+    if not len(ans): return None, f'not scored: {p} names none of the {N} files of {lg.folder}'
+    return ans, f'scored against {p} ({len(ans)} of {N} files)'
+
 # %% ../nbs/06_pseudo_label.ipynb #6d930ae2
+RULES = ('threshold', 'quota')
+
 def pseudo_label(experiment:str='demo', # Experiment folder under outputs/
                  split:str='testb', # Test split to pseudo-label
                  scores_dir:str='', # Scores or logits folder (default outputs/<experiment>/08_ensemble/<split>)
@@ -180,13 +231,20 @@ def pseudo_label(experiment:str='demo', # Experiment folder under outputs/
     "Stage 06: pseudo-label a test split from an ensemble's scores; the next round's manifest, a kept-per-class plot."
     params = dict(locals())
     from fgia_nb.data_clean import read_manifest
+    if rule not in RULES: raise ValueError(f'rule must be one of {list(RULES)}, not {rule!r}')
     lg = open_logits(Path(scores_dir) if scores_dir else outputs_root()/experiment/'08_ensemble'/split)
     man_path = Path(manifest) if manifest else outputs_root()/experiment/'00_data_clean'/'default'/'manifest.parquet'
+    man = read_manifest(man_path)
+    split_rows(man, split, lg, str(man_path))   # before any work: the scores are of this split's files
     N, C = lg.shape
     t = target_prior(prior, C)
+    ans, note = split_answers(lg, split, man.attrs['data_root'])
+    y = None if ans is None else \
+        pd.Series(np.arange(C), index=lg.classes).reindex(ans.reindex(lg.paths).values).fillna(-1).values.astype(int)
     out = run_dir(experiment, '06_pseudo_label', run or f'{split}-{rule}')
     params.update(scores_dir=str(lg.folder), manifest=str(man_path))
     with RunRecord(out, '06_pseudo_label', params=params, inputs=[lg.npy, man_path]) as rec:
+        rec.metrics['answers'] = note
         w = None
         if t is not None:
             q = scores_prior(lg, t)
@@ -197,17 +255,15 @@ def pseudo_label(experiment:str='demo', # Experiment folder under outputs/
                                                               threshold=threshold))
         conf, lab = confidences(lg, weights=w)
         masks = select(conf, lab)
-        rows = pseudo_manifest(lg, masks[rule], lab, conf, read_manifest(man_path), split)
-        rec.outputs.append(str(write_pseudo(out, rows, lg, soft, weights=w)))
+        rows = pseudo_manifest(lg, masks[rule], lab, conf, man, split)
         kept = {k: (m, lab) for k, m in masks.items()}
         if w is not None:   # the same rules on the uncorrected scores, for comparison
             conf0, lab0 = confidences(lg)
             kept.update({f'{k}, uncorrected': (m, lab0) for k, m in select(conf0, lab0).items()})
-        ans = default_answers(split)
-        y = None if ans is None else pd.Series(np.arange(C), index=lg.classes)[ans.reindex(lg.paths).values].values
         rec.metrics.update({k: kept_report(m, l, y, C) for k, (m, l) in kept.items()})
         rec.metrics['written'] = len(rows)
         ax = plot_kept(kept, C)
+        rec.outputs.append(str(write_pseudo(out, rows, lg, soft, weights=w)))
         with atomic_path(out/'kept_per_class.png') as tmp:
             ax.figure.savefig(tmp, dpi=100, bbox_inches='tight', format='png')
     return pd.DataFrame({k: v for k, v in rec.metrics.items() if isinstance(v, dict)}).T

@@ -6,7 +6,7 @@
 from __future__ import annotations
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import atomic_path, outputs_root, data_root, run_dir, RunRecord
+from .core import atomic_path, atomic_dir, outputs_root, run_dir, RunRecord
 from .logits import Logits, open_logits, iter_chunks, read_rows, _as_float
 
 # %% auto #0
@@ -219,27 +219,32 @@ def redistribute_scores(experiment:str='demo', # Experiment folder under outputs
                         method:str='prior_match', # Submitted method: 'prior_match', 'winners' or 'argmax'
                         K:int=0, # Winners' K (0: 90% of N / C)
                         T:float=0.5, # Prior-matching temperature
-                        answers:str='', # Answers CSV (default: the default dataset's hidden answers, when present)
+                        answers:str='', # Answers CSV (default: the hidden answers of the experiment's data, if it has them)
                         run:str='' # Run folder name (default: the split)
                         )->pd.DataFrame:
     "Stage 09: re-distribute an ensemble's scores, write `pred_results.csv` (and each method's), score them."
     params = dict(locals())
     from fgia_nb.sources import answers_dir, score
     from fgia_nb.finetune import check_writable
+    from fgia_nb.pseudo_label import experiment_data, split_answers
     if method not in METHODS: raise ValueError(f'method must be one of {list(METHODS)}, not {method!r}')
     check_writable(outputs_root()/experiment/'09_redistribute'/(run or split), 'outputs folder')
     S = open_logits(Path(scores_dir) if scores_dir else outputs_root()/experiment/'08_ensemble'/split)
+    data = experiment_data(experiment)
+    ans, note = split_answers(S, split, data, answers)   # before any work: which answers, if any, to score against
+    ans_path = None if ans is None else Path(answers) if answers else answers_dir(data)/f'{split}.csv'
     out = run_dir(experiment, '09_redistribute', run or split)
     N, C = S.shape
     params.update(scores_dir=str(S.folder), K=K or int(0.9*N/C))
     with RunRecord(out, '09_redistribute', params=params, inputs=[S.npy]) as rec:
+        rec.metrics['answers'] = note
         labs = dict(argmax=argmax_labels(S), winners=winners_redistribute(S, params['K']),
                     prior_match=prior_match(S, T=T))
-        for k, l in labs.items(): rec.outputs.append(str(write_submission(out/f'pred_{k}.csv', S.paths, l, S.classes)))
-        rec.outputs.append(str(write_submission(out/'pred_results.csv', S.paths, labs[method], S.classes)))
         ax = plot_class_counts(labs, C)
-        with atomic_path(out/'class_counts.png') as tmp:
-            ax.figure.savefig(tmp, dpi=100, bbox_inches='tight', format='png')
-        ans = Path(answers) if answers else answers_dir(data_root()/'fmnist_web')/f'{split}.csv'
-        if ans.exists(): rec.metrics.update({k: score(out/f'pred_{k}.csv', ans) for k in labs})
-    return pd.DataFrame(rec.metrics).T
+        with atomic_dir(out) as new:   # the submission, each method's labels and the plot: all or none
+            for k, l in labs.items(): write_submission(new/f'pred_{k}.csv', S.paths, l, S.classes)
+            write_submission(new/'pred_results.csv', S.paths, labs[method], S.classes)
+            ax.figure.savefig(new/'class_counts.png', dpi=100, bbox_inches='tight', format='png')
+        rec.outputs += [str(out/f'pred_{k}.csv') for k in labs] + [str(out/'pred_results.csv')]
+        if ans_path is not None: rec.metrics.update({k: score(out/f'pred_{k}.csv', ans_path) for k in labs})
+    return pd.DataFrame({k: v for k, v in rec.metrics.items() if isinstance(v, dict)}).T

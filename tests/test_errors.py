@@ -133,3 +133,30 @@ def test_full_disk_names_a_short_array_write(full_disk):
     with pytest.raises(OSError, match=re.escape(f"only part of '{dest}' could be written (is its disk full?)")):
         with atomic_path(dest) as t: np.save(t, np.zeros(100_000))
     assert sorted(p.name for p in full_disk.iterdir()) == ['filler']
+
+def test_full_disk_redistribute_keeps_the_last_submission(tmp_path, monkeypatch):
+    """Stage 09 rerun on a nearly full disk wrote its files one by one: pred_results.csv was replaced, then the plot
+    failed. Now the run folder is replaced whole or not at all (on a real tmpfs; skipped where mounting is not allowed)."""
+    from fgia_nb.redistribute import redistribute_scores
+    scores, outputs = tmp_path/'scores', tmp_path/'outputs'
+    with logits_writer(scores, [f'{i:03d}.jpg' for i in range(40)], ['0000', '0001', '0002', '0003'], 'scores') as w:
+        w(np.random.default_rng(0).dirichlet([1]*4, 40).astype(np.float32))
+    outputs.mkdir()
+    if os.geteuid() != 0 or subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', str(outputs)],
+                                           capture_output=True).returncode:
+        pytest.skip('mounting a tmpfs is not allowed here')
+    monkeypatch.setenv('FGIA_OUTPUTS', str(outputs))
+    try:
+        redistribute_scores('x', scores_dir=str(scores), method='winners')
+        out = outputs/'x'/'09_redistribute'/'testb'
+        before = {p.name: p.read_bytes() for p in out.iterdir() if p.name != 'run.json'}
+        try:
+            with open(outputs/'filler', 'wb') as f:
+                while True: f.write(bytes(4096)); f.flush()
+        except OSError: pass
+        os.truncate(outputs/'filler', os.path.getsize(outputs/'filler') - 12_288)   # room for run.json, not the rest
+        with pytest.raises(OSError, match=r"No space left on device: '.*outputs"):
+            redistribute_scores('x', scores_dir=str(scores), method='argmax')
+        assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != 'run.json'} == before
+        assert sorted(p.name for p in out.parent.iterdir()) == ['testb']   # no temporary folder left
+    finally: subprocess.run(['umount', '-l', str(outputs)], check=True)

@@ -127,3 +127,68 @@ def test_K_beyond_N_fails_as_theirs():
     with pytest.raises(ValueError): their_redistribute(S, 7)
     with pytest.raises(ValueError, match='asks for up to'): winners_redistribute(S, 7)
     np.testing.assert_array_equal(winners_redistribute(S, 0), S.argmax(1))   # K = 0: nobody is short
+
+# --- Stage 09 as a run: which answers it scores against, and a submission folder replaced whole ----------------------
+import errno, json
+import pandas as pd
+from fgia_nb.logits import logits_writer
+from fgia_nb.core import read_run
+from fgia_nb.redistribute import redistribute_scores
+
+@pytest.fixture
+def stage08(tmp_path, monkeypatch):
+    "An experiment 't' with stage-08 scores of test-B (40 images, 4 classes) and the default dataset's answers."
+    monkeypatch.setenv('FGIA_OUTPUTS', str(tmp_path/'outputs'))
+    monkeypatch.setenv('FGIA_DATA', str(tmp_path/'data'))
+    names, classes = [f'{i:03d}.jpg' for i in range(40)], [f'{c:04d}' for c in range(4)]
+    with logits_writer(tmp_path/'outputs'/'t'/'08_ensemble'/'testb', names, classes, 'scores') as w:
+        w(np.random.default_rng(0).dirichlet([1]*4, 40).astype(np.float32))
+    (tmp_path/'data'/'fmnist_web_answers').mkdir(parents=True)
+    pd.DataFrame(dict(filename=names, label=[classes[i % 4] for i in range(40)])
+                ).to_csv(tmp_path/'data'/'fmnist_web_answers'/'testb.csv', index=False)
+    return tmp_path, names
+
+def _stage00(tmp_path, names, root):
+    from fgia_nb.data_clean import write_manifest
+    man = pd.DataFrame(dict(path=[f'testb/{n}' for n in names], label=None, split='testb', source='x', sha1=names,
+                            status='ok', reason='', detail=''))
+    write_manifest(man, tmp_path/'outputs'/'t'/'00_data_clean'/'default'/'manifest.parquet', root)
+
+def test_own_data_is_not_scored_against_the_default_answers(stage08):
+    "Issue item 3: on a dataset of one's own, stage 09 scored against the default dataset's answers."
+    tmp_path, names = stage08
+    _stage00(tmp_path, names, tmp_path/'own')
+    assert redistribute_scores('t').empty
+    m = read_run(tmp_path/'outputs'/'t'/'09_redistribute'/'testb')['metrics']
+    assert set(m) == {'answers'} and m['answers'].startswith('not scored')
+    _stage00(tmp_path, names, tmp_path/'data'/'fmnist_web')    # the default dataset: its answers are used
+    res = redistribute_scores('t')
+    assert list(res.index) == ['argmax', 'winners', 'prior_match'] and (res.n == 40).all() and (res.missing == 0).all()
+
+def test_explicit_answers_are_checked_first(stage08):
+    "An answers file that is not a filename,label CSV (KeyError 'filename' after the work), or names none of the files."
+    tmp_path, names = stage08
+    (tmp_path/'bad.csv').write_text('this is not, a csv of\nfilename and labels\n')
+    with pytest.raises(ValueError, match=f"answers={tmp_path/'bad.csv'}: not an answers CSV"):
+        redistribute_scores('t', answers=str(tmp_path/'bad.csv'))
+    (tmp_path/'other.csv').write_text('filename,label\nx.jpg,0000\n')
+    with pytest.raises(ValueError, match='other.csv: names none of the 40 files'):
+        redistribute_scores('t', answers=str(tmp_path/'other.csv'))
+    assert not (tmp_path/'outputs'/'t'/'09_redistribute').exists()
+
+def test_a_failed_rerun_leaves_the_last_submission_whole(stage08, monkeypatch):
+    "Issue item 7: a rerun that failed writing class_counts.png (a full disk) had already replaced pred_results.csv."
+    import matplotlib.figure
+    tmp_path, _ = stage08
+    out = tmp_path/'outputs'/'t'/'09_redistribute'/'testb'
+    redistribute_scores('t', method='winners')
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.name != 'run.json'}
+    def full(self, *a, **kw): raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(matplotlib.figure.Figure, 'savefig', full)
+    with pytest.raises(OSError, match='No space left on device'): redistribute_scores('t', method='argmax')
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != 'run.json'} == before
+    assert read_run(out)['status'] == 'failed' and sorted(p.name for p in out.parent.iterdir()) == ['testb']
+    monkeypatch.undo()
+    monkeypatch.setenv('FGIA_OUTPUTS', str(tmp_path/'outputs'))
+    redistribute_scores('t', method='argmax')
+    assert (out/'pred_results.csv').read_bytes() == (out/'pred_argmax.csv').read_bytes() != before['pred_results.csv']
