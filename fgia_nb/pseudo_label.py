@@ -192,15 +192,9 @@ def split_answers(lg:Logits, # The scores (or logits) folder to score
                   path:Path|str='' # An answers CSV (`filename,label`) to use instead of `data`'s hidden answers
                  )->tuple:
     "`(answers, note)`: the answers of `lg`'s files (file name -> class name) or None, and which answers, or why none."
-    from fgia_nb.sources import answers_dir
+    from fgia_nb.sources import answers_dir, read_answers
     def read(p):
-        try: df = pd.read_csv(p, dtype=str)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-            raise ValueError(f'answers={p}: not an answers CSV (filename,label): {e}') from None
-        if missing := sorted({'filename', 'label'} - set(df.columns)):
-            raise ValueError(f'answers={p}: not an answers CSV (filename,label): no {missing} column; '
-                             f'its columns are {list(df.columns)}')
-        ans = df.set_index('filename').label
+        ans = read_answers(p)
         return ans[ans.index.isin(lg.paths) & ~ans.index.duplicated()]
     N = len(lg.paths)
     if path:

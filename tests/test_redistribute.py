@@ -169,7 +169,7 @@ def test_explicit_answers_are_checked_first(stage08):
     "An answers file that is not a filename,label CSV (KeyError 'filename' after the work), or names none of the files."
     tmp_path, names = stage08
     (tmp_path/'bad.csv').write_text('this is not, a csv of\nfilename and labels\n')
-    with pytest.raises(ValueError, match=f"answers={tmp_path/'bad.csv'}: not an answers CSV"):
+    with pytest.raises(ValueError, match=f"{tmp_path/'bad.csv'} is not an answers CSV"):
         redistribute_scores('t', answers=str(tmp_path/'bad.csv'))
     (tmp_path/'other.csv').write_text('filename,label\nx.jpg,0000\n')
     with pytest.raises(ValueError, match='other.csv: names none of the 40 files'):
