@@ -9,6 +9,13 @@ between the two does not skew the ratio.
 
     .venv/bin/python benchmarks/bench_data.py            # or: make bench-data
     .venv/bin/python benchmarks/bench_data.py --num-workers 0 --n-batches 5 --repeats 1   # a quick check
+
+`--split` measures instead what the demo's runs use (`crop='resize'`, no RandAugment, no erasing): whole epochs of the
+loader with the transform split (`fgia_nb.data.split_transform`: each image kept resized in memory, then flipped and
+normalised per item) against the same loader with the whole transform per item (only the decoded image kept), after
+one epoch that fills both caches, and the small CNN's training step beside them.
+
+    .venv/bin/python benchmarks/bench_data.py --split
 """
 import time, statistics
 import torch, timm
@@ -74,6 +81,41 @@ def data_bench(src, # A manifest or stage-00 run folder
     return res
 
 
+def cnn_demo(num_classes:int):
+    "The demo's small CNN (`fgia_nb.backbones.cnn_demo`), channels_last as the demo trains it."
+    import fgia_nb.backbones
+    return timm.create_model('cnn_demo', num_classes=num_classes).to(memory_format=torch.channels_last)
+
+
+def epoch_images_per_s(dl)->float:
+    "Images/s of one whole epoch of `dl`."
+    n, t0 = 0, time.perf_counter()
+    for b in dl: n += len(b[0])
+    return n/(time.perf_counter() - t0)
+
+
+def split_bench(src, bs:int=128, size:int=32, repeats:int=3)->dict:
+    "Epoch images/s of the demo's resize loader, split and whole (medians), their ratio, and the small CNN's step."
+    import fgia_nb.backbones   # registers cnn_demo with timm
+    cfg = data_config('cnn_demo')
+    dls = {}
+    for name in ('whole', 'split'):
+        dl = get_dls(src, size=size, crop='resize', cfg=cfg, bs=bs, auto_augment=None, re_prob=0.).train
+        if name == 'whole': dl.dataset.pre = dl.dataset.post = None   # the whole transform per item
+        epoch_images_per_s(dl)                                         # fills the cache
+        dls[name] = dl
+    got = {k: [] for k in dls}
+    for _ in range(repeats):   # interleaved, so that a change in the machine's load hits both alike
+        for k, dl in dls.items(): got[k].append(epoch_images_per_s(dl))
+    res = {k: statistics.median(v) for k, v in got.items()}
+    res['ratio'] = res['split']/res['whole']
+    res['cnn_demo'] = model_images_per_s(cnn_demo(len(dls['split'].vocab)), bs, size)
+    print(f"{dls['split'].n} train items, batch {bs}, {size}px resize, flip: loader whole transform {res['whole']:7.0f} "
+          f"images/s | split {res['split']:7.0f} images/s | split/whole {res['ratio']:4.1f}x | "
+          f"cnn_demo fwd+bwd+AdamW {res['cnn_demo']:6.0f} images/s")
+    return res
+
+
 @call_parse
 def main(num_workers:str='0,1,2', # Worker-process counts to measure, comma-separated
          bs:int=128, # Batch size
@@ -81,8 +123,10 @@ def main(num_workers:str='0,1,2', # Worker-process counts to measure, comma-sepa
          n_batches:int=30, # Batches timed per loader
          repeats:int=3, # Timings per worker count; the median is reported
          experiment:str='demo', # Experiment whose stage-00 manifest to read (built if missing)
-         manifest:str=None # A manifest instead of the default dataset's
+         manifest:str=None, # A manifest instead of the default dataset's
+         split:bool=False # Measure the split resize transform against the whole one instead
         ):
     "The loader's images/s against the demo ViT's training step, and their ratio."
+    if split: return split_bench(manifest or default_manifest(experiment), bs, size, repeats)
     data_bench(manifest or default_manifest(experiment), [int(v) for v in str(num_workers).split(',')], bs, size,
                n_batches, repeats)

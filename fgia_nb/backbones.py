@@ -25,7 +25,7 @@ ALIASES = {
     'swinv2_b': ('swinv2_base_window12to24_192to384.ms_in22k_ft_in1k', {}),
     'vit_demo': ('vit_small_patch16_224', dict(img_size=32, patch_size=4, embed_dim=128, depth=4, num_heads=4,
                                                mlp_ratio=2, global_pool='avg', class_token=True)),
-    'swinv2_demo': ('swinv2_tiny_window8_256', dict(img_size=32, patch_size=2, window_size=4, embed_dim=48,
+    'swinv2_demo': ('swinv2_tiny_window8_256', dict(img_size=32, patch_size=4, window_size=4, embed_dim=64,
                                                     depths=(2, 2), num_heads=(2, 4))),
     'cnn_demo': ('cnn_demo', {}),
     'efficientnet_lite0': ('tf_efficientnet_lite0', {}),
@@ -56,7 +56,7 @@ def vit_demo(pretrained:bool=False, **kwargs)->nn.Module:
 # %% ../nbs/03a_backbones.ipynb #a3b10004
 @register_model
 def swinv2_demo(pretrained:bool=False, **kwargs)->nn.Module:
-    "The demo's tiny Swin-V2 (`ALIASES['swinv2_demo']`): 32 px, 2 px patches, window 4, two stages."
+    "The demo's tiny Swin-V2 (`ALIASES['swinv2_demo']`): 32 px, 4 px patches, window 4, two stages, width 64."
     return _alias_model('swinv2_demo', pretrained, **kwargs)
 
 # %% ../nbs/03a_backbones.ipynb #a3b10014
@@ -93,7 +93,7 @@ class CnnDemo(nn.Module):
 
 # %% ../nbs/03a_backbones.ipynb #a3b10015
 from timm.models import build_model_with_cfg, generate_default_cfgs
-default_cfgs = generate_default_cfgs({'cnn_demo': dict(url='', num_classes=1000, input_size=(3, 32, 32), pool_size=(4, 4),
+default_cfgs = generate_default_cfgs({'cnn_demo': dict(url='', num_classes=1000, input_size=(3, 28, 28), pool_size=(3, 3),
                                                        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), crop_pct=1.0,
                                                        interpolation='bilinear', first_conv='features.0',
                                                        classifier='fc')})

@@ -13,7 +13,7 @@ from torchvision import transforms as T
 import timm
 from timm.data import create_transform, resolve_data_config, resolve_model_data_config, Mixup
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, DEFAULT_CROP_PCT
-from timm.data.transforms import str_to_interp_mode
+from timm.data.transforms import str_to_interp_mode, MaybeToTensor
 from fastai.data.core import DataLoaders
 from fastai.learner import Recorder
 from fastai.callback.core import Callback, TrainEvalCallback
@@ -25,8 +25,8 @@ from .distributed import rank_world
 
 # %% auto #0
 __all__ = ['data_config', 'train_transform', 'eval_transform', 'read_classes', 'load_manifest', 'train_items', 'seed_item',
-           'ImageDataset', 'EpochSampler', 'class_weights', 'ManifestDL', 'batch_titles', 'get_dls', 'test_dl',
-           'smooth_targets', 'SoftMixup', 'MixupCallback', 'SetEpoch', 'default_manifest', 'stage_dls']
+           'split_transform', 'ImageDataset', 'EpochSampler', 'class_weights', 'ManifestDL', 'batch_titles', 'get_dls',
+           'test_dl', 'smooth_targets', 'SoftMixup', 'MixupCallback', 'SetEpoch', 'default_manifest', 'stage_dls']
 
 # %% ../nbs/01_data.ipynb #da30fb6f
 def data_config(model=None, # A timm model, a timm model name, or None for timm's ImageNet defaults
@@ -181,11 +181,24 @@ def seed_item(seed:int):
     np.random.seed(seed % 2**32)
     torch.default_generator.manual_seed(seed)
 
+# %% ../nbs/01_data.ipynb #9992fb98
+_DETERMINISTIC = (T.Resize, T.CenterCrop)          # PIL ops whose output depends on the image alone
+_TENSOR_READY = (T.RandomHorizontalFlip, T.RandomVerticalFlip)   # PIL ops that act the same on a uint8 tensor
+
+def split_transform(tfm # A `T.Compose` from `train_transform` or `eval_transform`
+                   )->tuple:
+    "`(pre, post)` with `post(pre(im)) == tfm(im)`: `pre` is deterministic and ends in a uint8 tensor; `(None, tfm)` if no split."
+    ops = list(getattr(tfm, 'transforms', []))
+    n = next((i for i, t in enumerate(ops) if not isinstance(t, _DETERMINISTIC)), len(ops))
+    k = next((i for i, t in enumerate(ops) if type(t) in (T.ToTensor, MaybeToTensor)), None)
+    if not n or k is None or not all(isinstance(t, _TENSOR_READY) for t in ops[n:k]): return None, tfm
+    return T.Compose([*ops[:n], T.PILToTensor()]), T.Compose([*ops[n:k], T.ConvertImageDtype(torch.float32), *ops[k+1:]])
+
 # %% ../nbs/01_data.ipynb #8f02e3b4
 class ImageDataset(Dataset):
     "Files -> transformed images with hard (index) or soft (vector) targets, augmented from per-item seeds."
-    cache_max_side:int = 128   # images no larger than this stay decoded in memory after their first read
-    cache_budget:int = 2**30   # at most this many bytes of decoded pixels per dataset (and per loader worker)
+    cache_max_side:int = 128   # images no larger than this stay decoded (or resized, see below) in memory after their first read
+    cache_budget:int = 2**30   # at most this many bytes of cached pixels per dataset (and per loader worker)
     def __init__(self, files, # Absolute image paths
                  y=None, # Class indices (None for unlabelled data)
                  tfm=None, # Transform from PIL image to tensor
@@ -194,6 +207,7 @@ class ImageDataset(Dataset):
                  on_error:str='raise'): # 'raise' on an unreadable file, or 'blank' (a black image, with a warning)
         # one array, not a list of str: no copy-on-write growth in workers
         self.files, self.tfm, self.on_error = np.array([str(f) for f in files]), tfm, on_error
+        self.pre, self.post = split_transform(tfm) if tfm else (None, None)
         self.y = None if y is None else np.asarray(y, dtype=np.int64)
         self.soft, self.c = soft, num_classes
         self.cache, self.cached_bytes = {}, 0
@@ -201,19 +215,30 @@ class ImageDataset(Dataset):
 
 # %% ../nbs/01_data.ipynb #d4dfa6e7
 @patch
+def _keep(self:ImageDataset, i:int, x, side:int, nbytes:int):
+    if side <= self.cache_max_side and self.cached_bytes + nbytes <= self.cache_budget:
+        self.cache[i], self.cached_bytes = x, self.cached_bytes + nbytes
+
+@patch
 def load_image(self:ImageDataset, i:int)->Image.Image:
     "Item `i`'s file as an RGB image (a black 8x8 one, with a warning, if unreadable and `on_error='blank'`)."
-    if (im := self.cache.get(i)) is not None: return im
+    if self.pre is None and (im := self.cache.get(i)) is not None: return im
     try:
         with Image.open(str(self.files[i])) as f: im = to_8bit(f).convert('RGB')   # 16-bit, float: scaled
     except Exception as e:
         if self.on_error != 'blank': raise OSError(f'ImageDataset: cannot read item {i}, {self.files[i]}: {e}') from e
         warnings.warn(f'ImageDataset: {self.files[i]} is unreadable ({e}); using a black image')
         return Image.new('RGB', (8, 8))
-    n = im.width * im.height * 3
-    if max(im.size) <= self.cache_max_side and self.cached_bytes + n <= self.cache_budget:
-        self.cache[i], self.cached_bytes = im, self.cached_bytes + n
+    if self.pre is None: self._keep(i, im, max(im.size), im.width * im.height * 3)
     return im
+
+@patch
+def prepared(self:ImageDataset, i:int)->torch.Tensor:
+    "Item `i` through the transform's deterministic head `pre`: a uint8 tensor, kept in memory when small."
+    if (x := self.cache.get(i)) is not None: return x
+    x = self.pre(self.load_image(i))
+    self._keep(i, x, max(x.shape[-2:]), x.nbytes)
+    return x
 
 # %% ../nbs/01_data.ipynb #05c770a9
 @patch
@@ -232,7 +257,8 @@ def __getitem__(self:ImageDataset, key):
     "`(image, target)` (or `(image,)` unlabelled) for `key`, an index or an `(index, seed)` pair."
     i, seed = key if isinstance(key, tuple) else (key, None)
     if seed is not None: seed_item(seed)
-    x = self.tfm(self.load_image(i)) if self.tfm else T.functional.pil_to_tensor(self.load_image(i))
+    if self.pre is not None: x = self.post(self.prepared(i))
+    else: x = self.tfm(self.load_image(i)) if self.tfm else T.functional.pil_to_tensor(self.load_image(i))
     return (x,) if self.y is None else (x, self.target(i))
 
 # %% ../nbs/01_data.ipynb #c3893a85

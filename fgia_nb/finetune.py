@@ -448,8 +448,9 @@ ARCH_DEFAULTS = {
     'swinv2_l': _SWIN_L, 'swinv2_b': _SWIN_L,
     'vit_l': _VIT_L, 'vit_b': {**_VIT_L, 'img_size': 384},
     'vit_demo': _TINY, 'swinv2_demo': _TINY,
-    'cnn_demo': {**_TINY, 'epochs': 8, 'bs': 128, 'lr': 3e-3, 'drop_path': 0., 'crop': 'resize', 'channels_last': True},
-    'efficientnet_lite0': {**_TINY, 'img_size': 64, 'pretrained': True, 'lr': 1e-3, 'drop_path': 0.},
+    'cnn_demo': {**_TINY, 'img_size': 28, 'epochs': 10, 'bs': 128, 'lr': 3e-3, 'drop_path': 0., 'crop': 'resize',
+                 'channels_last': True},
+    'efficientnet_lite0': {**_TINY, 'img_size': 64, 'pretrained': True, 'lr': 1e-3, 'drop_path': 0., 'channels_last': True},
 }
 
 # %% ../nbs/04_finetune.ipynb #27ae084b

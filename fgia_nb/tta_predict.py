@@ -60,16 +60,19 @@ def tta_batches(model:nn.Module, # Any classifier returning (B, C) logits
                 log_prior:torch.Tensor|None=None, tau:float=1., # Post-hoc logit adjustment
                 device=None, # Default: CUDA when available, else CPU
                 bf16:bool|None=None, # Autocast to bf16 (default: on CUDA)
+                channels_last:bool=True, # Run in channels_last memory format (6x faster for EfficientNet on CPU)
                 progress:bool=True):
     "Yield each batch's TTA-combined logits as float32 numpy arrays."
     from fastprogress.fastprogress import progress_bar
     if average not in ('logit', 'prob'): raise ValueError(f"average must be 'logit' or 'prob', not {average!r}")
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     bf16 = device.type == 'cuda' if bf16 is None else bf16
-    model = model.eval().to(device)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.eval().to(device, memory_format=fmt)
     adj = None if log_prior is None else (tau * log_prior.to(device)).float()
     for b in (progress_bar(dl, leave=False) if progress else dl):
         x = _batch_x(b).to(device, non_blocking=True)
+        if x.ndim == 4: x = x.contiguous(memory_format=fmt)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             outs = [model(v).float() for v in tta_views(x, flip, scales)]
         if average == 'logit': z = torch.stack(outs).mean(0)
