@@ -205,6 +205,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'fgia_nb.ensemble._scores_writer': ('ensemble.html#_scores_writer', 'fgia_nb/ensemble.py'),
                                   'fgia_nb.ensemble._softmax_': ('ensemble.html#_softmax_', 'fgia_nb/ensemble.py'),
                                   'fgia_nb.ensemble._torch_threads': ('ensemble.html#_torch_threads', 'fgia_nb/ensemble.py'),
+                                  'fgia_nb.ensemble._vote_median': ('ensemble.html#_vote_median', 'fgia_nb/ensemble.py'),
                                   'fgia_nb.ensemble.ensemble': ('ensemble.html#ensemble', 'fgia_nb/ensemble.py'),
                                   'fgia_nb.ensemble.ensemble_models': ('ensemble.html#ensemble_models', 'fgia_nb/ensemble.py'),
                                   'fgia_nb.ensemble.ensemble_top1': ('ensemble.html#ensemble_top1', 'fgia_nb/ensemble.py'),

@@ -14,8 +14,8 @@ from .logits import (Logits, open_logits, check_aligned, read_rows, iter_chunks,
 from .pseudo_label import experiment_data, split_answers
 
 # %% auto #0
-__all__ = ['FACTORS', 'WEIGHTINGS', 'winners_weights', 'ensemble_top1', 'factor_top1', 'fit_weights', 'labelled_probs',
-           'model_accuracy', 'ensemble', 'read_labels', 'ensemble_models']
+__all__ = ['FACTORS', 'AVERAGES', 'WEIGHTINGS', 'winners_weights', 'ensemble_top1', 'factor_top1', 'fit_weights',
+           'labelled_probs', 'model_accuracy', 'ensemble', 'read_labels', 'ensemble_models']
 
 # %% ../nbs/08_ensemble.ipynb #a653da20
 def winners_weights(accs, # One score per model (e.g. its leaderboard or held-out top-1)
@@ -140,8 +140,24 @@ def _softmax_(b:torch.Tensor, s:torch.Tensor)->torch.Tensor:
     return torch.sum(b, 1, out=s).reciprocal()[:, None]
 
 # %% ../nbs/08_ensemble.ipynb #2bd17066
+def _vote_median(raws:list, w:list, a:torch.Tensor, s:torch.Tensor, average:str):
+    "The weighted vote, or the median of the softmaxes, of the blocks `raws`, as probability rows in `a`."
+    P = torch.stack([torch.from_numpy(r).float() for r in raws])   # (M, n, C)
+    for m in range(len(raws)): P[m].mul_(_softmax_(P[m], s[m]))
+    if average == 'median':
+        q = P.sort(0).values
+        torch.add(q[(len(raws) - 1)//2], q[len(raws)//2], out=a)        # the middle one, or the mean of the two
+    else:
+        wt = torch.tensor(w)[:, None, None]
+        torch.mul((P * wt).sum(0), 1e-4, out=a)                             # ties go to the higher weighted mean
+        a.scatter_add_(1, P.argmax(2).T, wt[:, :, 0].T.expand(len(P[0]), -1).contiguous())
+    a.div_(a.sum(1, keepdim=True))
+
 def _mix_block(raws:list, w:list, a:torch.Tensor, b:torch.Tensor, s:torch.Tensor, average:str)->torch.Tensor:
-    "Weighted mean of the softmaxes (or softmax of the weighted mean logits) of the blocks `raws` into `a`."
+    "Weighted mean of the softmaxes (or softmax of the weighted mean logits, or vote, or median) of the blocks `raws` into `a`."
+    if average in ('vote', 'median'):
+        _vote_median(raws, w, a, s, average)
+        return s
     for m, r in enumerate(raws):
         b.copy_(torch.from_numpy(r))
         if average == 'prob':
@@ -215,10 +231,12 @@ def _scores_writer(folder:Path|str, paths:list, classes:list, sync_mb:int=128):
         write_index(new, paths, classes)
 
 # %% ../nbs/08_ensemble.ipynb #85a43381
+AVERAGES = ('prob', 'logit', 'median', 'vote')
+
 def ensemble(models:list, # Logits folders (stage 05) or `Logits`, aligned
              out:Path|str, # Scores folder to write
              weights=None, # One weight per model (default equal); normalised to sum to 1
-             average:str='prob', # 'prob' (softmax, then weighted mean: the winners) or 'logit'
+             average:str='prob', # 'prob' (softmax, then weighted mean: the winners), 'logit', 'median' (unweighted) or 'vote'
              chunk:int=1024, # Rows read from each model at a time
              threads:int|None=None # Worker threads (default: torch's thread count)
             )->Logits:
@@ -231,7 +249,7 @@ def ensemble(models:list, # Logits folders (stage 05) or `Logits`, aligned
     if (w < 0).any() or not w.sum() > 0:
         raise ValueError(f'weights {w.tolist()}: need non-negative weights, not all zero')
     w = (w / w.sum()).astype(np.float32).tolist()
-    if average not in ('prob', 'logit'): raise ValueError(f"average must be 'prob' or 'logit', not {average!r}")
+    if average not in AVERAGES: raise ValueError(f"average must be one of {AVERAGES}, not {average!r}")
     (N, C), M, nt = items[0].shape, len(items), threads or torch.get_num_threads()
     chunk = max(1, min(chunk, N))
     blk = min(128, chunk)
@@ -277,12 +295,13 @@ def ensemble_models(experiment:str='demo', # Experiment folder under outputs/
                     labels:str='', # Labelled rows of this split (pseudo manifest or filename,label CSV) to choose weights on
                     leaderboard:str='', # Another split's answers CSV (e.g. test-A's) to choose weights on (see above)
                     factor:float=25., # Winners' exponent
-                    average:str='prob', # 'prob' or 'logit'
+                    average:str='prob', # 'prob', 'logit', 'median' or 'vote' (see `ensemble`)
                     run:str='' # Run folder name (default: the split)
                     )->dict:
     "Stage 08: ensemble every model predicted on a split into a scores folder; weights and top-1 in the run record."
     params = dict(locals())
     if weighting not in WEIGHTINGS: raise ValueError(f'weighting must be one of {WEIGHTINGS}, not {weighting!r}')
+    if average not in AVERAGES: raise ValueError(f'average must be one of {AVERAGES}, not {average!r}')
     stage05 = outputs_root()/experiment/'05_tta_predict'
     folders = [Path(m) for m in models.split(',') if m] or sorted(stage05.glob(f'*-{split}'))
     if not folders:
