@@ -569,6 +569,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
             'fgia_nb.tta_predict': { 'fgia_nb.tta_predict._barrier': ('tta_predict.html#_barrier', 'fgia_nb/tta_predict.py'),
                                      'fgia_nb.tta_predict._batch_x': ('tta_predict.html#_batch_x', 'fgia_nb/tta_predict.py'),
                                      'fgia_nb.tta_predict._zoom': ('tta_predict.html#_zoom', 'fgia_nb/tta_predict.py'),
+                                     'fgia_nb.tta_predict.combine_sizes': ('tta_predict.html#combine_sizes', 'fgia_nb/tta_predict.py'),
                                      'fgia_nb.tta_predict.launch_predict': ('tta_predict.html#launch_predict', 'fgia_nb/tta_predict.py'),
                                      'fgia_nb.tta_predict.model_log_prior': ('tta_predict.html#model_log_prior', 'fgia_nb/tta_predict.py'),
                                      'fgia_nb.tta_predict.predict_checkpoint': ( 'tta_predict.html#predict_checkpoint',

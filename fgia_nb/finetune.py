@@ -497,10 +497,12 @@ def build_model(cfg:dict, # A run configuration (`finetune_config`)
                         drop_path_rate=cfg['drop_path'], pretrained=pretrained, weights=weights, **hkw)
 
 # %% ../nbs/04_finetune.ipynb #dfc1f987
-def load_model(checkpoint:Path|str # A checkpoint of this stage (or a soup of stage 07)
+def load_model(checkpoint:Path|str, # A checkpoint of this stage (or a soup of stage 07)
+               img_size:int|None=None # Rebuild for this input size instead of the trained one (ViT position embeddings and Swin windows adapt)
               )->nn.Module:
     "Rebuild the model a checkpoint describes (`fgia_config`) and load its weights; in eval mode."
     from fgia_nb.heads import create_model
+    from fgia_nb.backbones import load_weights
     ck = read_checkpoint(checkpoint)
     if not ck.config.get('arch'):
         raise ValueError(f'{checkpoint} has no fgia_config metadata: not a checkpoint of fgia_nb.finetune')
@@ -509,8 +511,15 @@ def load_model(checkpoint:Path|str # A checkpoint of this stage (or a soup of st
         raise ValueError(f'{checkpoint} is an encoder{what}: its fgia_config has no head or num_classes (and no '
                          'model. weights), so it is not a fine-tuned checkpoint; fine-tune it with stage 04 '
                          '(weights=this file), then load that checkpoint')
-    m = create_model(**{k: v for k, v in ck.config.items() if k != 'train'})
-    m.load_state_dict(ck.model)
+    cfg = {k: v for k, v in ck.config.items() if k != 'train'}
+    if img_size is None or img_size == cfg.get('img_size'):
+        m = create_model(**cfg)
+        m.load_state_dict(ck.model)
+        return m.eval()
+    m = create_model(**{**cfg, 'img_size': img_size})
+    part = lambda p: {k[len(p):]: v for k, v in ck.model.items() if k.startswith(p)}
+    load_weights(m.backbone, part('backbone.'), str(checkpoint))   # timm resamples what depends on the size
+    m.head.load_state_dict(part('head.'))
     return m.eval()
 
 # %% ../nbs/04_finetune.ipynb #7d86dc87

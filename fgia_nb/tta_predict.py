@@ -4,6 +4,7 @@
 
 # %% ../nbs/05_tta_predict.ipynb #12d4f54c
 from __future__ import annotations
+import re
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import torch.nn as nn, torch.nn.functional as F
@@ -13,8 +14,8 @@ from .distributed import rank_world, init_distributed, finish_distributed, run_c
 from .logits import logits_writer, open_logits, default_answers, top1
 
 # %% auto #0
-__all__ = ['tta_views', 'model_log_prior', 'tta_batches', 'tta_logits', 'shard_bounds', 'predict_checkpoint', 'predict_cli',
-           'launch_predict', 'tta_predict']
+__all__ = ['tta_views', 'model_log_prior', 'tta_batches', 'tta_logits', 'shard_bounds', 'combine_sizes', 'predict_checkpoint',
+           'predict_cli', 'launch_predict', 'tta_predict']
 
 # %% ../nbs/05_tta_predict.ipynb #0f8c0634
 def _zoom(x:torch.Tensor, s:float)->torch.Tensor:
@@ -97,6 +98,16 @@ def shard_bounds(n:int, rank:int, world:int)->tuple:
     start = rank*q + min(rank, r)
     return start, start + q + (rank < r)
 
+# %% ../nbs/05_tta_predict.ipynb #5812bd5d
+def combine_sizes(streams:list, # `tta_batches` generators over the same rows, one per test size
+                  average:str='logit' # How each stream combined its views: 'logit' (mean) or 'prob' (log of mean softmax)
+                 ):
+    "Yield, per batch, the streams' combination the way each combined its own views."
+    for zs in zip(*streams):
+        if len(zs) == 1: yield zs[0]
+        elif average == 'logit': yield np.mean(zs, 0)
+        else: yield np.logaddexp.reduce(np.stack(zs), 0) - np.log(len(zs))
+
 # %% ../nbs/05_tta_predict.ipynb #ffd7ee3a
 def predict_checkpoint(checkpoint:Path|str, # A stage-04 checkpoint or a stage-07 soup
                        manifest:Path|str, # Stage-00 manifest (or a DataFrame with `attrs['data_root']`)
@@ -107,6 +118,7 @@ def predict_checkpoint(checkpoint:Path|str, # A stage-04 checkpoint or a stage-0
                        average:str='logit', # 'logit' or 'prob' (see `tta_batches`)
                        adjust:bool=False, # Post-hoc logit adjustment (linear heads)
                        tau:float=1., # Adjustment strength
+                       sizes:list[int]=(), # Test sizes (default: the trained one); several: their logits averaged
                        bs:int=64, # Batch size
                        num_workers:int=0, # Loader workers
                        progress:bool=True # Show a progress bar (on rank 0)
@@ -115,7 +127,11 @@ def predict_checkpoint(checkpoint:Path|str, # A stage-04 checkpoint or a stage-0
     from fgia_nb.finetune import load_model, checkpoint_meta, _timm_name
     from fgia_nb.data import test_dl, load_manifest, data_config
     cfg = checkpoint_meta(checkpoint).get('fgia_config', {})
-    model = load_model(checkpoint)
+    trained = cfg.get('img_size') or 224
+    sizes = [int(v) for v in sizes] or [trained]
+    if any(v < 1 for v in sizes): raise ValueError(f'sizes={sizes}: test sizes must be positive')
+    models = [load_model(checkpoint, None if v == trained else v) for v in sizes]
+    model = models[0]
     classes = cfg.get('classes') or [str(i) for i in range(cfg['num_classes'])]
     if adjust and cfg.get('head') != 'linear':
         raise ValueError(f"{checkpoint}: logit adjustment is for linear heads, this one is {cfg.get('head')!r}")
@@ -134,9 +150,10 @@ def predict_checkpoint(checkpoint:Path|str, # A stage-04 checkpoint or a stage-0
     out = Path(out)
     crop = (cfg.get('train') or {}).get('crop', 'center')
     if len(shard):
-        dl = test_dl(shard, split, size=cfg.get('img_size') or 224, crop=crop, cfg=data_config(_timm_name(cfg['arch'])),
-                     bs=bs, num_workers=num_workers)
-        batches = tta_batches(model, dl, **kw)
+        dls = [test_dl(shard, split, size=v, crop=crop, cfg=data_config(_timm_name(cfg['arch'])), bs=bs,
+                       num_workers=num_workers) for v in sizes]
+        batches = combine_sizes([tta_batches(m, dl, **{**kw, 'progress': kw['progress'] and not i})
+                                 for i, (m, dl) in enumerate(zip(models, dls))], average)
     else: batches = iter(())
     if world == 1:
         with logits_writer(out, names, classes) as w:
@@ -186,6 +203,8 @@ def tta_predict(experiment:str='demo', # Experiment folder under outputs/
                 average:str='logit', # 'logit' (the winners) or 'prob'
                 adjust:bool=False, # Post-hoc logit adjustment (linear heads only)
                 tau:float=1.0, # Adjustment strength
+                sizes:str='', # Test sizes, comma-separated (default: each run's trained size); several: averaged
+                tag:str='', # Name the output folders `<run>.<tag>-<split>` (e.g. to keep a larger-size test beside the usual one)
                 bs:int=128, # Batch size
                 num_processes:int=1, # More than 1: shard over processes with accelerate launch
                 manifest:str='' # Stage-00 manifest (default: the experiment's stage-00 output)
@@ -201,14 +220,20 @@ def tta_predict(experiment:str='demo', # Experiment folder under outputs/
     except ValueError: zooms = [0.]
     if any(z <= 0 for z in zooms):
         raise ValueError(f"scales={scales!r}: expected positive zoom factors separated by commas, e.g. '0.875,1.125'")
+    try: test_sizes = [int(s) for s in sizes.split(',') if s.strip()]
+    except ValueError: test_sizes = [0]
+    if any(v < 1 for v in test_sizes):
+        raise ValueError(f"sizes={sizes!r}: expected image sides in pixels separated by commas, e.g. '32,40'")
+    if tag and not re.fullmatch(r'[A-Za-z0-9_]+', tag):
+        raise ValueError(f'tag={tag!r}: use letters, digits and underscores only (it becomes part of a folder name)')
     runs = finetune_runs(experiment, train_run)
     soup = lambda r: outputs_root()/experiment/'07_model_soup'/r.name/'soup.safetensors'
     cks = {r: soup(r) if use_soup else list_checkpoints(r)[-1] for r in runs}
+    folder = lambda r, sp: f'{r.name}{".soup" if use_soup else ""}{"." + tag if tag else ""}-{sp}'
     for r, ck in cks.items():   # before any work: a missing, truncated or foreign file, or a folder we cannot write
         checkpoint_meta(ck)
         for sp in split.split(','):
-            check_writable(outputs_root()/experiment/'05_tta_predict'/f'{r.name}{".soup" if use_soup else ""}-{sp}',
-                           'outputs folder')
+            check_writable(outputs_root()/experiment/'05_tta_predict'/folder(r, sp), 'outputs folder')
     manifest_path = (Path(manifest) if manifest else
                      outputs_root()/experiment/'00_data_clean'/'default'/'manifest.parquet')
     man = read_manifest(manifest_path)
@@ -219,12 +244,12 @@ def tta_predict(experiment:str='demo', # Experiment folder under outputs/
     for r, sp in [(r, s) for r in runs for s in split.split(',')]:
         ans = default_answers(sp, data)
         ck = cks[r]
-        name = f'{r.name}{".soup" if use_soup else ""}-{sp}'
+        name = folder(r, sp)
         out = run_dir(experiment, '05_tta_predict', name)
         with RunRecord(out, '05_tta_predict', params={**params, 'split': sp, 'checkpoint': str(ck)},
                        inputs=[ck, manifest_path]) as rec:
             launch_predict(num_processes, checkpoint=ck, manifest=manifest_path, split=sp, out=out, flip=flip,
-                           scales=zooms, average=average, adjust=adjust, tau=tau, bs=bs)
+                           scales=zooms, average=average, adjust=adjust, tau=tau, sizes=test_sizes, bs=bs)
             rec.outputs.append(str(out/'logits.npy'))
             if ans is not None:
                 rec.metrics['top1'] = top1(open_logits(out), ans)
