@@ -35,8 +35,9 @@ __all__ = ['DEFAULTS', 'ARCH_DEFAULTS', 'RESUME_FREE', 'RANGES', 'UNDECODABLE', 
            'finetune_runs', 'Checkpointer', 'load_training_state', 'loss_state', 'adamw', 'warmup_cosine', 'group_lrs',
            'fit_resumable', 'finetune', 'finetune_config', 'model_config', 'build_model', 'load_model', 'build_loss',
            'param_groups', 'check_img_size', 'check_manifest', 'check_writable', 'run_inputs', 'check_run_folder',
-           'check_pretrained', 'check_ranges', 'early_checks', 'preflight', 'AMP', 'make_learner', 'undo_cleaning',
-           'subsample_pseudo', 'make_dls', 'DistributedCheck', 'fit_run', 'plot_run', 'launch', 'train_cli']
+           'check_pretrained', 'check_ranges', 'early_checks', 'preflight', 'AMP', 'make_learner', 'FrozenBackbone',
+           'undo_cleaning', 'subsample_pseudo', 'make_dls', 'DistributedCheck', 'fit_run', 'plot_run', 'launch',
+           'train_cli']
 
 # %% ../nbs/04_finetune.ipynb #cce3ea10
 def flatten_state(obj, # Nested dicts, lists, tuples, tensors and JSON scalars (e.g. an optimizer `state_dict()`)
@@ -395,7 +396,8 @@ def finetune(
     label_smoothing:float|None=None, # Label smoothing
     drop_path:float|None=None, # Stochastic depth rate
     pretrained:bool|None=None, # Start from pretrained weights (hub, or the package for efficientnet_lite0)
-    weights:str|None=None, # A weights file to start from instead (e.g. the MAE encoder of stage 02)
+    weights:str|None=None, # A weights file to start from instead (e.g. the MAE encoder of stage 02), or a stage-04 run folder
+    freeze_backbone:bool=False, # Train only the head, the backbone frozen (cRT: start from a stage-04 checkpoint as weights, balance 1)
     train_manifest:str|None=None, # Stage-00 manifest (None: the experiment's default dataset, built if missing)
     classes:str|None=None, # classes.json (None: beside the manifest)
     uncleaned:bool=False, # Ignore stage 00's cleaning rules: train on every decodable image (the ablation's baseline)
@@ -472,6 +474,10 @@ def finetune_config(arch:str='vit_demo', # Backbone alias or timm name
     if cfg['precision'] == 'auto':
         cfg['precision'] = 'bf16' if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else 'fp32'
     cfg['pseudo_manifests'] = [str(p) for p in listify(cfg['pseudo_manifests'])]
+    if cfg['weights'] and Path(cfg['weights']).is_dir():   # a stage-04 run folder: its last checkpoint
+        if (ck := last_checkpoint(cfg['weights'])) is None:
+            raise FileNotFoundError(f"weights={cfg['weights']}: a folder, but with no epoch_*.safetensors checkpoint in it")
+        cfg['weights'] = str(ck)
     return cfg
 
 # %% ../nbs/04_finetune.ipynb #e975c0a1
@@ -609,8 +615,9 @@ def check_run_folder(cfg:dict # From `finetune_config`
                          'use another run/out_dir, or delete the folder to train there')
     old = json.loads(rec.read_text())
     params, inputs = old.get('params', {}), old.get('inputs', {})
-    diff = [f'{k}: {params.get(k)!r} -> {v!r}' for k, v in cfg.items()
-            if k not in RESUME_FREE and not _same(params.get(k), v)]
+    sig = inspect.signature(finetune).parameters   # a setting added since that run: it ran with the default
+    was = lambda k: params[k] if k in params or k not in sig else sig[k].default
+    diff = [f'{k}: {was(k)!r} -> {v!r}' for k, v in cfg.items() if k not in RESUME_FREE and not _same(was(k), v)]
     diff += [f'input {p} changed since' for p in run_inputs(cfg)
              if p in inputs and Path(p).is_file() and inputs[p] != file_sha1(p)]
     if diff:
@@ -644,6 +651,9 @@ def check_ranges(cfg:dict):
 def early_checks(cfg:dict):
     "What needs no input file: the settings' types and ranges, the run folder (writable; same settings when it holds checkpoints), the hub weights."
     check_ranges(cfg)
+    if cfg.get('freeze_backbone') and not (cfg['weights'] or cfg['pretrained']):
+        raise ValueError('freeze_backbone=True trains only the head, on the backbone as it starts: give it trained '
+                         'weights (weights=<a stage-04 checkpoint> for cRT) or pretrained=True')
     check_writable(cfg['out_dir'])
     check_run_folder(cfg)
     check_pretrained(cfg)
@@ -689,11 +699,19 @@ def make_learner(cfg:dict, # A run configuration (`finetune_config`)
                                  seed=cfg['seed']))
     if cfg['precision'] != 'fp32': cbs.append(AMP(cfg['precision']))
     if cfg['channels_last']: cbs.append(ChannelsLast())
+    if cfg.get('freeze_backbone'):
+        model.backbone.requires_grad_(False)
+        cbs.append(FrozenBackbone())
     learn = Learner(dls, model, loss_func=build_loss(cfg, model, dls.counts), opt_func=partial(adamw, wd=pg.wds),
                     splitter=pg.splitter, metrics=[accuracy] if len(dls.valid) else [], cbs=cbs)
     learn.lr_scales = pg.lr_scales
     if cfg['compile']: learn.model = torch.compile(learn.model)
     return learn
+
+# %% ../nbs/04_finetune.ipynb #4b8f0ce3
+class FrozenBackbone(Callback):
+    "Keep the backbone in eval mode while the head trains: its batch-norm statistics and dropout stay as in inference."
+    def before_train(self): unwrap_model(self.learn.model).backbone.eval()
 
 # %% ../nbs/04_finetune.ipynb #6c5877a8
 UNDECODABLE = ('unreadable', 'not_image', 'truncated', 'too_large')
