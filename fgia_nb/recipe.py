@@ -338,9 +338,10 @@ def run_step(step:dict, # From `expand_steps`
               executed=str(executed), outputs=[], reads=[], error=None)
     atomic_write_text(state_path(exp_dir, name), json.dumps(st, indent=2, default=str))
     try:
+        # CRITICAL: jupyter_client interrupts every kernel it shuts down, and ipykernel may log that as an ERROR
         with _env(FGIA_RUN_LOG=str(log)):
             pm.execute_notebook(str(src), str(tmp), parameters=step['params'], cwd=str(nb.parent), progress_bar=False,
-                                log_output=False, extra_arguments=['--IPKernelApp.log_level=ERROR'])
+                                log_output=False, extra_arguments=['--IPKernelApp.log_level=CRITICAL'])
         st['status'] = 'complete'
     except pm.PapermillExecutionError as e: st.update(status='failed', error=f'{e.ename}: {e.evalue}')
     finally:
@@ -451,6 +452,7 @@ def run_recipe(recipe:Path|str|dict, # A recipe file (or a `read_recipe` dict)
                dry_run:bool=False, # Only say what would run
                vars:dict|None=None, # Override the recipe's `vars`
                jobs:int|None=None, # Steps run at once (default: the recipe's `jobs`, else 1), each on its share of the CPUs
+               seconds:dict|None=None, # Expected seconds of steps that never ran here (for the order of ready steps)
                log=print)->pd.DataFrame:
     "Run a recipe's steps, each once the steps it waits for are done, skipping the done ones; one row per step."
     r = recipe if isinstance(recipe, dict) else read_recipe(recipe)
@@ -467,7 +469,7 @@ def run_recipe(recipe:Path|str|dict, # A recipe file (or a `read_recipe` dict)
     with _lock(exp_dir):
         states = {s['name']: read_state(exp_dir, s['name']) for s in steps}
         owners = {o: n for n, st in states.items() if st for o in st.get('outputs', [])}
-        first = critical_path(steps, {n: (st or {}).get('wall_s') for n, st in states.items()})
+        first = critical_path(steps, {n: (st or {}).get('wall_s') or (seconds or {}).get(n) for n, st in states.items()})
         pool, pending = _executor(jobs), list(steps)
         from fgia_nb.recipe import _run_in_process as work   # by name, so a spawned worker can import it
         try:
@@ -635,9 +637,11 @@ def run_ablation(recipe:Path|str, # A recipe file with an `ablation` and a `seed
     if not r.get('ablation'): raise ValueError(f'{recipe}: the recipe has no `ablation` rows')
     if 'seed' not in (r.get('vars') or {}): raise ValueError(f'{recipe}: the recipe has no `seed` variable to vary')
     exps = seed_experiments(experiment or r.get('experiment') or 'demo', list(seeds))
+    seconds = None   # the first seed's step times order the ready steps of the others
     for s, e in zip(seeds, exps):
         log(f'== seed {s}: experiment {e}')
-        run_recipe(r, e, vars={**(vars or {}), 'seed': s}, jobs=jobs, log=log)
+        df = run_recipe(r, e, vars={**(vars or {}), 'seed': s}, jobs=jobs, seconds=seconds, log=log)
+        seconds = seconds or df.set_index('step').wall_s.dropna().to_dict()
     tables = [pd.read_csv(outputs_root()/e/'ablation.csv', keep_default_na=False, na_values=['']) for e in exps]
     df, out = seed_ablation(tables), outputs_root()/exps[0]
     with atomic_path(out/'ablation_seeds.csv') as t: df.to_csv(t, index=False)

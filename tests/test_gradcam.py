@@ -1,0 +1,37 @@
+"Stage 05a end to end: the small CNN, trained on a small default dataset, looks at the garments, not the black background."
+import json
+import pandas as pd, pytest
+from fgia_nb.sources import make_default_dataset
+from fgia_nb.data_clean import data_clean
+from fgia_nb.finetune import finetune_config, fit_run
+from fgia_nb.gradcam import gradcam
+
+@pytest.fixture(scope='module')
+def outputs(tmp_path_factory):
+    t = tmp_path_factory.mktemp('cam')
+    root = make_default_dataset(t/'data', n_max=400, imb_ratio=10, n_testa=30, n_testb=1, seed=5)
+    out = t/'outputs'
+    data_clean(str(root), str(out/'x'/'00_data_clean'/'default'), n_workers=2)
+    cfg = finetune_config('cnn_demo', train_manifest=str(out/'x'/'00_data_clean'/'default'/'manifest.parquet'),
+                          out_dir=str(out/'x'/'04_finetune'/'cnn'), epochs=6, head='linear', loss='logit_adjusted',
+                          valid_pct=0., seed=0)
+    fit_run(cfg, quiet=True)
+    return out
+
+def test_maps_fall_on_the_garments(outputs, monkeypatch):
+    monkeypatch.setenv('FGIA_OUTPUTS', str(outputs))
+    m = gradcam('x', 'cnn', split='testa', n=8)
+    out = outputs/'x'/'05a_gradcam'/'cnn-testa'
+    tab = pd.read_csv(out/'cams.csv')
+    assert list(dict.fromkeys(tab.group)) == ['correct', 'misclassified', 'flagged'] and (tab.group == 'correct').sum() == 8
+    ok = tab[tab.group == 'correct']
+    assert ok.object_mass.median() > 0.5, tab                       # most of a map's mass is on the garment ...
+    assert (ok.object_mass > ok.object_area).mean() >= 0.75, tab   # ... more than a map spread evenly would put there
+    assert (out/'cams.png').stat().st_size > 10_000
+    rec = json.loads((out/'run.json').read_text())
+    assert rec['status'] == 'complete' and rec['metrics'] == m.loc['cnn-testa'].to_dict()
+
+def test_a_split_without_answers_says_what_to_give(outputs, monkeypatch):
+    monkeypatch.setenv('FGIA_OUTPUTS', str(outputs))
+    with pytest.raises(ValueError, match="no answers for 'train'.*give `answers`"):
+        gradcam('x', 'cnn', split='train')
