@@ -47,7 +47,7 @@ def grad_cams(model:nn.Module, # `load_model`'s model, or a bare timm model
 def object_mass(cams:np.ndarray, # (B, H, W) maps
                 grey:np.ndarray, # (B, H, W) the images' grey levels in [0, 1]
                 thresh:float=0.2, # A pixel brighter than this belongs to the object (the background is black)
-                grow:int=2 # Grow the object by this many pixels
+                grow:int=1 # Grow the object by this many pixels
                )->np.ndarray:
     "Per image, the fraction of its map's total that falls on the object's pixels (NaN for an all-zero map)."
     obj = torch.as_tensor(grey > thresh, dtype=torch.float32)[:, None]
@@ -75,7 +75,8 @@ def cam_examples(checkpoint:Path|str, # A stage-04 checkpoint or a stage-07 soup
                  answers:pd.Series, # file name -> class name, for `split`
                  n:int=6, # Images per group
                  max_items:int=512, # Images of `split` predicted to find them
-                 flagged:bool=True # Also the training images stage 00 flagged
+                 flagged:bool=True, # Also the training images stage 00 flagged
+                 grow:int=1 # Grow the objects by this many pixels when measuring the maps' mass on them
                 )->tuple:
     "Correct, misclassified and flagged examples: a table (group, path, label, pred, object mass and area), images, maps."
     from fgia_nb.finetune import load_model, checkpoint_meta
@@ -97,8 +98,8 @@ def cam_examples(checkpoint:Path|str, # A stage-04 checkpoint or a stage-07 soup
     with torch.no_grad(): p = model(x).argmax(1).numpy()
     maps = grad_cams(model, x, p)
     grey = rgb.mean(-1)
-    tab = sel[['group', 'path', 'label']].assign(pred=np.asarray(classes)[p], object_mass=object_mass(maps, grey),
-                                                 object_area=object_mass(np.ones_like(maps), grey))
+    tab = sel[['group', 'path', 'label']].assign(pred=np.asarray(classes)[p], object_mass=object_mass(maps, grey, grow=grow),
+                                                 object_area=object_mass(np.ones_like(maps), grey, grow=grow))
     return tab, rgb, maps
 
 # %% ../nbs/05a_gradcam.ipynb #6fcc0225
@@ -130,6 +131,7 @@ def gradcam(experiment:str='demo', # Experiment folder under outputs/
             n:int=6, # Examples per group
             max_items:int=512, # Images of `split` predicted to find them
             flagged:bool=True, # Also map the training images stage 00 flagged
+            grow:int=1, # Grow the garments by this many pixels when measuring the maps' mass on them
             manifest:str='' # Stage-00 manifest (default: the experiment's stage-00 output)
            )->pd.DataFrame:
     "Stage 05a: Grad-CAM maps of correct, misclassified and flagged images for each run; the object masses."
@@ -160,7 +162,7 @@ def gradcam(experiment:str='demo', # Experiment folder under outputs/
         out = run_dir(experiment, '05a_gradcam', name)
         inputs = [ck, manifest_path] + ([Path(answers)] if answers else [])
         with RunRecord(out, '05a_gradcam', params={**params, 'train_run': r.name, 'checkpoint': str(ck)}, inputs=inputs) as rec:
-            tab, rgb, maps = cam_examples(ck, man, split, ans, n, max_items, flagged)
+            tab, rgb, maps = cam_examples(ck, man, split, ans, n, max_items, flagged, grow)
             with atomic_path(out/'cams.csv') as t: tab.to_csv(t, index=False)
             fig = plot_cams(tab, rgb, maps, f'{name}: label->prediction, object mass')
             with atomic_path(out/'cams.png') as t: fig.savefig(t, format='png', dpi=100)
