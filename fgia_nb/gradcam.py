@@ -74,7 +74,7 @@ def cam_examples(checkpoint:Path|str, # A stage-04 checkpoint or a stage-07 soup
                  split:str, # The test split whose answers are known
                  answers:pd.Series, # file name -> class name, for `split`
                  n:int=6, # Images per group
-                 max_items:int=512, # Images of `split` predicted to find them
+                 candidates:int=512, # Images of `split` predicted to find them
                  flagged:bool=True, # Also the training images stage 00 flagged
                  grow:int=1 # Grow the objects by this many pixels when measuring the maps' mass on them
                 )->tuple:
@@ -83,7 +83,7 @@ def cam_examples(checkpoint:Path|str, # A stage-04 checkpoint or a stage-07 soup
     cfg = checkpoint_meta(checkpoint)['fgia_config']
     classes = list(cfg.get('classes') or [str(i) for i in range(cfg['num_classes'])])
     model = load_model(checkpoint)
-    rows = manifest[manifest.split == split].head(max_items)
+    rows = manifest[manifest.split == split].head(candidates)
     rows.attrs = dict(manifest.attrs)
     dl = _checkpoint_loader(cfg, rows, split)
     with torch.no_grad(): pred = np.concatenate([model(b[0] if isinstance(b, (tuple, list)) else b).argmax(1).numpy() for b in dl])
@@ -129,7 +129,7 @@ def gradcam(experiment:str='demo', # Experiment folder under outputs/
             split:str='testa', # The test split whose answers pick the correct and misclassified examples
             answers:str='', # A CSV of `filename,label` for `split` (default: the default dataset's answers)
             n:int=6, # Examples per group
-            max_items:int=512, # Images of `split` predicted to find them
+            candidates:int=512, # Images of `split` predicted to find them
             flagged:bool=True, # Also map the training images stage 00 flagged
             grow:int=1, # Grow the garments by this many pixels when measuring the maps' mass on them
             manifest:str='' # Stage-00 manifest (default: the experiment's stage-00 output)
@@ -142,7 +142,7 @@ def gradcam(experiment:str='demo', # Experiment folder under outputs/
     from fgia_nb.finetune import finetune_runs, list_checkpoints, checkpoint_meta
     from fgia_nb.data_clean import read_manifest
     from fgia_nb.logits import default_answers
-    if n < 1 or max_items < 1: raise ValueError(f'n={n}, max_items={max_items}: both must be positive')
+    if n < 1 or candidates < 1: raise ValueError(f'n={n}, candidates={candidates}: both must be positive')
     runs = finetune_runs(experiment, train_run)
     cks = {r: outputs_root()/experiment/'07_model_soup'/r.name/'soup.safetensors' if use_soup else list_checkpoints(r)[-1]
            for r in runs}
@@ -162,7 +162,7 @@ def gradcam(experiment:str='demo', # Experiment folder under outputs/
         out = run_dir(experiment, '05a_gradcam', name)
         inputs = [ck, manifest_path] + ([Path(answers)] if answers else [])
         with RunRecord(out, '05a_gradcam', params={**params, 'train_run': r.name, 'checkpoint': str(ck)}, inputs=inputs) as rec:
-            tab, rgb, maps = cam_examples(ck, man, split, ans, n, max_items, flagged, grow)
+            tab, rgb, maps = cam_examples(ck, man, split, ans, n, candidates, flagged, grow)
             with atomic_path(out/'cams.csv') as t: tab.to_csv(t, index=False)
             fig = plot_cams(tab, rgb, maps, f'{name}: label->prediction, object mass')
             with atomic_path(out/'cams.png') as t: fig.savefig(t, format='png', dpi=100)
