@@ -17,7 +17,8 @@ def _tokens_to_grid(t:torch.Tensor, n:int)->torch.Tensor:
     s = int(round((t.shape[1] - n) ** .5))
     return t[:, n:].reshape(t.shape[0], s, s, -1).permute(0, 3, 1, 2)
 
-def cam_layer(model:nn.Module # `load_model`'s model (a backbone and a head), or a bare timm model
+def cam_layer(model:nn.Module, # `load_model`'s model (a backbone and a head), or a bare timm model
+              size:int=224 # The input's side: a CNN's map is taken where it is still at least 4x4
              )->tuple:
     "The layer Grad-CAM weighs for `model`'s architecture, and the reshape that turns its output into (B, C, H, W)."
     from functools import partial
@@ -28,8 +29,8 @@ def cam_layer(model:nn.Module # `load_model`'s model (a backbone and a head), or
     if type(b).__name__.startswith('SwinTransformer'):             # Swin: the last stage, channels last
         return b.layers[-1], lambda t: t.permute(0, 3, 1, 2)
     if isinstance(b, CnnDemo): return b.features[-2], None         # the last ReLU, before the last pooling halves it
-    if hasattr(b, 'bn2'): return b.bn2, None                       # EfficientNet and kin: the head conv's norm + act
-    return b.get_submodule(b.feature_info[-1]['module']), None     # any other timm CNN: its last feature stage
+    fi = [f for f in b.feature_info if size // f['reduction'] >= 4] or b.feature_info[:1]
+    return b.get_submodule(fi[-1]['module']), None                 # any timm CNN: its deepest stage of 4x4 or more
 
 # %% ../nbs/05a_gradcam.ipynb #872e8e2e
 def grad_cams(model:nn.Module, # `load_model`'s model, or a bare timm model
@@ -39,7 +40,7 @@ def grad_cams(model:nn.Module, # `load_model`'s model, or a bare timm model
     "Grad-CAM maps (B, H, W) in [0, 1], one per image, at the input's size."
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-    layer, reshape = cam_layer(model)
+    layer, reshape = cam_layer(model, x.shape[-1])
     targets = None if classes is None else [ClassifierOutputTarget(int(c)) for c in classes]
     with GradCAM(model.eval(), [layer], reshape_transform=reshape) as cam: return cam(x, targets=targets)
 
