@@ -22,13 +22,12 @@ def cam_layer(model:nn.Module, # `load_model`'s model (a backbone and a head), o
              )->tuple:
     "The layer Grad-CAM weighs for `model`'s architecture, and the reshape that turns its output into (B, C, H, W)."
     from functools import partial
-    from fgia_nb.backbones import CnnDemo
     b = getattr(model, 'backbone', model)
     if hasattr(b, 'blocks') and hasattr(b, 'num_prefix_tokens'):   # ViT: the last block's tokens, as a grid
         return b.blocks[-1].norm1, partial(_tokens_to_grid, n=b.num_prefix_tokens)
     if type(b).__name__.startswith('SwinTransformer'):             # Swin: the last stage, channels last
         return b.layers[-1], lambda t: t.permute(0, 3, 1, 2)
-    if isinstance(b, CnnDemo): return b.features[-2], None         # the last ReLU, before the last pooling halves it
+    if type(b).__name__ == 'CnnDemo': return b.features[-2], None         # the last ReLU, before the last pooling halves it
     fi = [f for f in b.feature_info if size // f['reduction'] >= 4] or b.feature_info[:1]
     return b.get_submodule(fi[-1]['module']), None                 # any timm CNN: its deepest stage of 4x4 or more
 
