@@ -111,6 +111,9 @@ def _check_step(where:str, s:dict, shared:dict)->dict:
     after = s.get('after')
     if not (after is None or isinstance(after, list) and all(isinstance(a, str) for a in after)):
         raise ValueError(f"{where} ({s['name']!r}): `after` is a list of step names, not {after!r}")
+    threads = s.get('threads')
+    if not (threads is None or type(threads) is int and threads >= 1):
+        raise ValueError(f"{where} ({s['name']!r}): `threads` is a positive number of threads, not {threads!r}")
     known = notebook_params(nb)
     if bad := set(own) - set(known):
         raise ValueError(f"step {s['name']!r}: {nb.name} has no parameter(s) {sorted(bad)}; it takes {sorted(known)}")
@@ -118,7 +121,7 @@ def _check_step(where:str, s:dict, shared:dict)->dict:
     for k, v in params.items():
         t = known[k]['inferred_type_name']
         if not type_ok(v, t): raise ValueError(f"step {s['name']!r}: parameter {k}={v!r} is not of type {t} ({nb.name})")
-    return dict(name=str(s['name']), notebook=str(nb), params=params, after=after)
+    return dict(name=str(s['name']), notebook=str(nb), params=params, after=after, threads=threads)
 
 # %% ../nbs/10_recipe.ipynb #52cd969b
 def expand_steps(recipe:dict, # From `read_recipe`
@@ -485,17 +488,20 @@ def run_recipe(recipe:Path|str|dict, # A recipe file (or a `read_recipe` dict)
                         ready[name] = key
                         continue
                     pending.remove(s)
-                if failure is None and ready and len(running) < jobs:
-                    share = max(1, cpu_count() // min(jobs, len(running) + len(ready)))
-                    for name in sorted(ready, key=lambda n: -first[n])[:jobs - len(running)]:
-                        s, st, key = steps[index[name]], states[name], ready.pop(name)
-                        if st and st.get('key') != key: clear_stale(st, exp_dir, fresh, log)
-                        log(f"[{index[name]+1}/{len(steps)}] {name} ({Path(s['notebook']).stem}) ..."
-                            + (f' on {share} thread(s)' if jobs > 1 else ''))
-                        f = (pool.submit(run_step, s, key, exp_dir, index[name]) if jobs == 1 else
-                             pool.submit(work, s, key, exp_dir, index[name], share))
-                        running[f] = (s, share if jobs > 1 else cpu_count())
-                        pending.remove(s)
+                for name in sorted(ready, key=lambda n: -first[n]) if failure is None else []:
+                    free = cpu_count() - sum(th for _, th in running.values())
+                    want = steps[index[name]]['threads']   # a step that asks for threads waits until they are free
+                    share = (min(want, cpu_count()) if want else
+                             max(1, min(free, cpu_count() // min(jobs, len(running) + len(ready)))))
+                    if len(running) >= jobs or (jobs > 1 and share > free): break   # nothing overtakes the first in line
+                    s, st, key = steps[index[name]], states[name], ready.pop(name)
+                    if st and st.get('key') != key: clear_stale(st, exp_dir, fresh, log)
+                    log(f"[{index[name]+1}/{len(steps)}] {name} ({Path(s['notebook']).stem}) ..."
+                        + (f' on {share} thread(s)' if jobs > 1 else ''))
+                    f = (pool.submit(run_step, s, key, exp_dir, index[name]) if jobs == 1 else
+                         pool.submit(work, s, key, exp_dir, index[name], share))
+                    running[f] = (s, share if jobs > 1 else cpu_count())
+                    pending.remove(s)
                 if not running: break
                 done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
                 for f in done:
