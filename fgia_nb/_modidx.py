@@ -493,7 +493,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'fgia_nb.recipe.ablation': ('recipe.html#ablation', 'fgia_nb/recipe.py'),
                                 'fgia_nb.recipe.clear_stale': ('recipe.html#clear_stale', 'fgia_nb/recipe.py'),
                                 'fgia_nb.recipe.code_fingerprint': ('recipe.html#code_fingerprint', 'fgia_nb/recipe.py'),
-                                'fgia_nb.recipe.cpu_count': ('recipe.html#cpu_count', 'fgia_nb/recipe.py'),
                                 'fgia_nb.recipe.critical_path': ('recipe.html#critical_path', 'fgia_nb/recipe.py'),
                                 'fgia_nb.recipe.expand_steps': ('recipe.html#expand_steps', 'fgia_nb/recipe.py'),
                                 'fgia_nb.recipe.fgia_imports': ('recipe.html#fgia_imports', 'fgia_nb/recipe.py'),

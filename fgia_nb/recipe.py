@@ -14,9 +14,9 @@ from .core import tree_fingerprint, read_run
 __all__ = ['read_recipe', 'fill', 'notebook_path', 'notebook_params', 'type_ok', 'expand_steps', 'notebook_imports',
            'step_notebook', 'fgia_imports', 'module_closure', 'code_fingerprint', 'param_paths', 'step_key',
            'step_reads', 'read_keys', 'state_path', 'read_state', 'logged_runs', 'is_done', 'RecipeError',
-           'step_timings', 'run_step', 'clear_stale', 'waits_for', 'critical_path', 'undeclared_reads', 'cpu_count',
-           'run_recipe', 'score_row', 'ablation', 'md_table', 'plot_ablation', 'write_ablation', 'seed_ablation', 'pm',
-           'seed_table', 'seed_experiments', 'run_ablation', 'main']
+           'step_timings', 'run_step', 'clear_stale', 'waits_for', 'critical_path', 'undeclared_reads', 'run_recipe',
+           'score_row', 'ablation', 'md_table', 'plot_ablation', 'write_ablation', 'seed_ablation', 'pm', 'seed_table',
+           'seed_experiments', 'run_ablation', 'main']
 
 # %% ../nbs/10_recipe.ipynb #cdc6dbce
 _KEYS = {'experiment', 'description', 'vars', 'params', 'steps', 'ablation', 'jobs'}
@@ -422,6 +422,8 @@ def undeclared_reads(reads:list, # What a step read (`step_reads`)
     return [f'{p} (written by {n!r})' for p in reads for o, n in owners.items() if Path(p).is_relative_to(o) and n not in waits]
 
 # %% ../nbs/10_recipe.ipynb #0bebbc32
+from fastcore.parallel import num_cpus as cpu_count   # the CPUs this process may run on
+
 def _run_in_process(step, key, exp_dir, index, threads):
     "`run_step` in a worker process, its kernel limited to `threads` threads (its share of the CPUs)."
     os.environ.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
@@ -442,10 +444,6 @@ def _executor(jobs:int):
     import multiprocessing
     return concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context('spawn'),
                                                   max_tasks_per_child=1)
-
-def cpu_count()->int:
-    "The CPUs this process may run on."
-    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
 
 # %% ../nbs/10_recipe.ipynb #500f8918
 def run_recipe(recipe:Path|str|dict, # A recipe file (or a `read_recipe` dict)
