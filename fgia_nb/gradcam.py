@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as F
 from .core import run_dir, RunRecord, outputs_root, check_types
+from .tta_predict import _batch_x
 
 # %% auto #0
 __all__ = ['cam_layer', 'grad_cams', 'object_mass', 'cam_examples', 'plot_cams', 'gradcam']
@@ -65,7 +66,7 @@ def _checkpoint_loader(cfg:dict, df:pd.DataFrame, split:str, bs:int=64):
 
 def _images(dl)->tuple:
     "All of a loader's images: normalised (for the model) and as RGB in [0, 1] (for people)."
-    x = torch.cat([b[0] if isinstance(b, (tuple, list)) else b for b in dl])
+    x = torch.cat([_batch_x(b) for b in dl])
     mean, std = (torch.tensor(dl.cfg[k], dtype=x.dtype).view(1, -1, 1, 1) for k in ('mean', 'std'))
     return x, (x * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()
 
@@ -86,7 +87,7 @@ def cam_examples(checkpoint:Path|str, # A stage-04 checkpoint or a stage-07 soup
     rows = manifest[manifest.split == split].head(candidates)
     rows.attrs = dict(manifest.attrs)
     dl = _checkpoint_loader(cfg, rows, split)
-    with torch.no_grad(): pred = np.concatenate([model(b[0] if isinstance(b, (tuple, list)) else b).argmax(1).numpy() for b in dl])
+    with torch.no_grad(): pred = np.concatenate([model(_batch_x(b)).argmax(1).numpy() for b in dl])
     label = answers.reindex([Path(p).name for p in rows.path]).values
     ok = np.asarray(classes)[pred] == label
     pick = [rows[ok & pd.notna(label)].head(n).assign(group='correct'), rows[~ok & pd.notna(label)].head(n).assign(group='misclassified')]
