@@ -81,6 +81,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'fgia_nb.data.ImageDataset.__len__': ('data.html#imagedataset.__len__', 'fgia_nb/data.py'),
                               'fgia_nb.data.ImageDataset._keep': ('data.html#imagedataset._keep', 'fgia_nb/data.py'),
                               'fgia_nb.data.ImageDataset.load_image': ('data.html#imagedataset.load_image', 'fgia_nb/data.py'),
+                              'fgia_nb.data.ImageDataset.post_batch': ('data.html#imagedataset.post_batch', 'fgia_nb/data.py'),
                               'fgia_nb.data.ImageDataset.prepared': ('data.html#imagedataset.prepared', 'fgia_nb/data.py'),
                               'fgia_nb.data.ImageDataset.target': ('data.html#imagedataset.target', 'fgia_nb/data.py'),
                               'fgia_nb.data.ManifestDL': ('data.html#manifestdl', 'fgia_nb/data.py'),

@@ -270,10 +270,35 @@ class _RNGState:
         np.random.set_state(self.s[1])
         torch.default_generator.set_state(self.s[2])
 
+_ELEMENTWISE = (T.ConvertImageDtype, T.Normalize)   # deterministic, pixel by pixel: the same on a batch as on one image
+
+@patch
+def post_batch(self:ImageDataset, keys:list # `(index, seed)` pairs
+              )->torch.Tensor|None:
+    "The items' prepared images through `post` as one batch, the same pixels as item by item; None if `post` has other random steps or the shapes differ."
+    ops = list(getattr(self.post, 'transforms', None) or [None])
+    if self.pre is None or not all(isinstance(t, _TENSOR_READY + _ELEMENTWISE) for t in ops): return None
+    xs = [self.prepared(i) for i, _ in keys]
+    if len({x.shape for x in xs}) > 1: return None
+    flips = [t for t in ops if isinstance(t, _TENSOR_READY)]
+    draws = []   # each item's draws, in `post`'s order, from the item's seed
+    for i, seed in keys:
+        if seed is not None: seed_item(seed)
+        draws.append([bool(torch.rand(1) < t.p) for t in flips])
+    x, draws = torch.stack(xs), torch.tensor(draws, dtype=torch.bool).reshape(len(keys), len(flips))
+    for t, m in zip(flips, draws.T):
+        if m.any(): x[m] = x[m].flip(-1 if isinstance(t, T.RandomHorizontalFlip) else -2)
+    for t in ops:
+        if isinstance(t, _ELEMENTWISE): x = t(x)
+    return x
+
 @patch
 def __getitems__(self:ImageDataset, keys:list)->list:
-    "A batch's items, with the process's RNG state restored afterwards."
-    with _RNGState(): return [self[k] for k in keys]
+    "A batch's items (through `post_batch` when it can), with the process's RNG state restored afterwards."
+    keys = [k if isinstance(k, tuple) else (k, None) for k in keys]
+    with _RNGState():
+        if (x := self.post_batch(keys)) is None: return [self[k] for k in keys]
+        return [(xi,) if self.y is None else (xi, self.target(i)) for xi, (i, _) in zip(x, keys)]
 
 # %% ../nbs/01_data.ipynb #a5d9f895
 class EpochSampler(Sampler):
