@@ -439,11 +439,10 @@ class _Inline:
     def shutdown(self, **kw): pass
 
 def _executor(jobs:int):
-    "One job: run steps in this process; more: in worker processes, a fresh one per step."
+    "One job: run steps in this process; more: in `jobs` worker processes, reused from step to step."
     if jobs == 1: return _Inline()
     import multiprocessing
-    return concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context('spawn'),
-                                                  max_tasks_per_child=1)
+    return concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context('spawn'))
 
 # %% ../nbs/10_recipe.ipynb #500f8918
 def run_recipe(recipe:Path|str|dict, # A recipe file (or a `read_recipe` dict)
