@@ -11,9 +11,10 @@ between the two does not skew the ratio.
     .venv/bin/python benchmarks/bench_data.py --num-workers 0 --n-batches 5 --repeats 1   # a quick check
 
 `--split` measures instead what the demo's runs use (`crop='resize'`, no RandAugment, no erasing): whole epochs of the
-loader with the transform split (`fgia_nb.data.split_transform`: each image kept resized in memory, then flipped and
-normalised per item) against the same loader with the whole transform per item (only the decoded image kept), after
-one epoch that fills both caches, and the small CNN's training step beside them.
+loader with the whole transform per item (only the decoded image kept), with the transform split
+(`fgia_nb.data.split_transform`: each image kept resized in memory) and its flips and normalisation run item by item,
+and the same run on the whole batch at once (`ImageDataset.post_batch`, the default), after one epoch that fills the
+caches, and the small CNN's training step beside them.
 
     .venv/bin/python benchmarks/bench_data.py --split
 """
@@ -95,24 +96,25 @@ def epoch_images_per_s(dl)->float:
 
 
 def split_bench(src, bs:int=128, size:int=32, repeats:int=3)->dict:
-    "Epoch images/s of the demo's resize loader, split and whole (medians), their ratio, and the small CNN's step."
+    "Epoch images/s of the demo's resize loader: whole transform, split per item, split per batch (medians); ratios; the small CNN's step."
     import fgia_nb.backbones   # registers cnn_demo with timm
     cfg = data_config('cnn_demo')
     dls = {}
-    for name in ('whole', 'split'):
+    for name in ('whole', 'item', 'batch'):
         dl = get_dls(src, size=size, crop='resize', cfg=cfg, bs=bs, auto_augment=None, re_prob=0.).train
         if name == 'whole': dl.dataset.pre = dl.dataset.post = None   # the whole transform per item
+        if name == 'item': dl.dataset.post_batch = lambda keys: None   # split, but `post` item by item
         epoch_images_per_s(dl)                                         # fills the cache
         dls[name] = dl
     got = {k: [] for k in dls}
-    for _ in range(repeats):   # interleaved, so that a change in the machine's load hits both alike
+    for _ in range(repeats):   # interleaved, so that a change in the machine's load hits all alike
         for k, dl in dls.items(): got[k].append(epoch_images_per_s(dl))
     res = {k: statistics.median(v) for k, v in got.items()}
-    res['ratio'] = res['split']/res['whole']
-    res['cnn_demo'] = model_images_per_s(cnn_demo(len(dls['split'].vocab)), bs, size)
-    print(f"{dls['split'].n} train items, batch {bs}, {size}px resize, flip: loader whole transform {res['whole']:7.0f} "
-          f"images/s | split {res['split']:7.0f} images/s | split/whole {res['ratio']:4.1f}x | "
-          f"cnn_demo fwd+bwd+AdamW {res['cnn_demo']:6.0f} images/s")
+    res['item/whole'], res['batch/item'] = res['item']/res['whole'], res['batch']/res['item']
+    res['cnn_demo'] = model_images_per_s(cnn_demo(len(dls['batch'].vocab)), bs, size)
+    print(f"{dls['batch'].n} train items, batch {bs}, {size}px resize, flip: loader whole transform {res['whole']:7.0f} "
+          f"images/s | split, post per item {res['item']:7.0f} ({res['item/whole']:4.1f}x) | split, post per batch "
+          f"{res['batch']:7.0f} ({res['batch/item']:4.1f}x of per item) | cnn_demo fwd+bwd+AdamW {res['cnn_demo']:6.0f} images/s")
     return res
 
 
