@@ -1,17 +1,12 @@
 "Stage 05a end to end: a small CNN trained on a small default dataset -> maps, table and run record of each group."
 import json
 import numpy as np, pandas as pd, pytest
-from fgia_nb.sources import make_default_dataset
-from fgia_nb.data_clean import data_clean
 from fgia_nb.finetune import finetune_config, fit_run
 from fgia_nb.gradcam import gradcam
 
 @pytest.fixture(scope='module')
-def outputs(tmp_path_factory):
-    t = tmp_path_factory.mktemp('cam')
-    root = make_default_dataset(t/'data', n_max=400, imb_ratio=10, n_testa=30, n_testb=1, seed=5)
-    out = t/'outputs'
-    data_clean(str(root), str(out/'x'/'00_data_clean'/'default'), n_workers=2)
+def outputs(tmp_path_factory, default_experiment):
+    root, out = default_experiment(tmp_path_factory.mktemp('cam'), n_max=400, imb_ratio=10, n_testa=30, n_testb=1, seed=5)
     cfg = finetune_config('cnn_demo', train_manifest=str(out/'x'/'00_data_clean'/'default'/'manifest.parquet'),
                           out_dir=str(out/'x'/'04_finetune'/'cnn'), epochs=6, head='linear', loss='logit_adjusted',
                           valid_pct=0., seed=0)

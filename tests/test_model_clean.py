@@ -1,24 +1,21 @@
 "Stage 06a end to end: two fold models of the small CNN on a small default dataset -> a cleaned manifest, measured."
 import json
 import numpy as np, pandas as pd, pytest
-from fgia_nb.sources import make_default_dataset, answers_dir
-from fgia_nb.data_clean import data_clean, read_manifest
+from fgia_nb.sources import answers_dir
+from fgia_nb.data_clean import read_manifest
 from fgia_nb.logits import open_logits
 from fgia_nb.model_clean import model_clean
 
 @pytest.fixture(scope='module')
-def cleaned(tmp_path_factory):
-    t = tmp_path_factory.mktemp('mclean')
-    root = make_default_dataset(t/'data', n_max=600, imb_ratio=10, n_testa=1, n_testb=1, seed=3)
-    out = t/'outputs'
-    data_clean(str(root), str(out/'x'/'00_data_clean'/'default'), n_workers=2)
+def cleaned(tmp_path_factory, default_experiment):
+    root, out = default_experiment(tmp_path_factory.mktemp('mclean'), n_max=600, imb_ratio=10, n_testa=1, n_testb=1, seed=3)
     truth = pd.read_csv(answers_dir(root)/'truth.csv', dtype=str, keep_default_na=False)
     man = read_manifest(out/'x'/'00_data_clean'/'default'/'manifest.parquet')
     kept = set(man.path[(man.split == 'train') & (man.status != 'dropped')])
     seeds = [p for p in truth.path[truth.kind == 'non_photo'] if p in kept][:2]
     mp = pytest.MonkeyPatch()
     mp.setenv('FGIA_OUTPUTS', str(out))
-    res = model_clean('x', folds=2, epochs=4, junk_examples=','.join(seeds))
+    res = model_clean('x', folds=2, epochs=4, junk_examples=','.join(seeds), relabel_conf=0.6, drop_issues=True)
     mp.undo()
     return out/'x'/'06a_model_clean'/'model_clean', man, truth, seeds, res
 
@@ -35,11 +32,12 @@ def test_relabels_drops_and_junk_follow_the_rules(cleaned):
     out, man, truth, seeds, res = cleaned
     new, tab = read_manifest(out/'manifest.parquet'), pd.read_csv(out/'issues.csv', dtype={'given': str, 'suggested': str, 'label': str})
     rl = tab[tab.reason == 'relabelled']
-    assert len(rl) and (rl.p_suggested >= 0.5).all() and (rl.label == rl.suggested).all() and (rl.given != rl.suggested).all()
+    assert len(rl) and (rl.p_suggested >= 0.6).all() and (rl.label == rl.suggested).all() and (rl.given != rl.suggested).all()
     by = new.set_index('path')
     assert (by.loc[rl.path, 'status'] == 'flagged').all() and by.loc[rl.path, 'detail'].str.contains('given').all()
     assert (by.loc[seeds, 'reason'] == 'junk').all() and (by.loc[seeds, 'status'] == 'dropped').all()
     assert set(tab.reason) <= {'relabelled', 'label_issue', 'junk'}
+    assert (by.loc[tab.path[tab.reason == 'label_issue'], 'status'] == 'dropped').all()   # drop_issues=True
 
 def test_it_finds_wrong_labels_far_more_often_than_clean_ones(cleaned):
     out, man, truth, seeds, res = cleaned
