@@ -113,9 +113,9 @@ def evaluate_model_cleaning(cleaned:pd.DataFrame, # This stage's manifest
     m['kind'] = m.kind.fillna('clean')
     m = m[(m.status != 'dropped') | m.reason.isin(['junk', 'relabelled', 'label_issue'])]   # what stage 00 kept
     lab, junk = m.reason.isin(['relabelled', 'label_issue']), m.reason == 'junk'
-    g = m.assign(flagged=lab | junk, as_junk=junk, relabelled=m.reason == 'relabelled', dropped=m.reason == 'label_issue',
+    g = m.assign(flagged=lab | junk, as_junk=junk, relabelled=m.reason == 'relabelled', label_issue=m.reason == 'label_issue',
                  set_right=(m.reason == 'relabelled') & (m.label == m.true_label)).groupby('kind')
-    res = g[['flagged', 'as_junk', 'relabelled', 'dropped', 'set_right']].sum().astype(int)
+    res = g[['flagged', 'as_junk', 'relabelled', 'label_issue', 'set_right']].sum().astype(int)
     res.insert(0, 'n', g.size())
     res.insert(2, 'recall', res.flagged / res.n)
     res.attrs.update(precision_label=float((m.kind[lab] == 'wrong_label').mean()) if lab.any() else float('nan'),
