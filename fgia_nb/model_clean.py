@@ -200,7 +200,7 @@ def model_clean(experiment:str='demo', # Experiment folder under outputs/
     inputs = [man_path] + ([tpath] if tpath.exists() else [])
     with RunRecord(out, '06a_model_clean', params=params, inputs=inputs) as rec:
         probs = np.zeros((len(tr), len(classes)), np.float32)
-        junk, near, sim = np.zeros(len(tr), bool), np.full(len(tr), '', dtype=object), np.zeros(len(tr), np.float32)
+        junk, near = np.zeros(len(tr), bool), np.full(len(tr), '', dtype=object)
         for k in range(folds):
             held = tr.index[fold == k]
             fm = man.drop(index=held)
@@ -220,16 +220,16 @@ def model_clean(experiment:str='demo', # Experiment folder under outputs/
                 sp.attrs = dict(man.attrs)
                 _, sf = scores_and_features(ck, sp)
                 allf = np.concatenate([f, sf])
-                m, nr, sm = junk_flags(allf, np.r_[rows.label.to_numpy(), sp.label.to_numpy()],
+                m, nr, _ = junk_flags(allf, np.r_[rows.label.to_numpy(), sp.label.to_numpy()],
                                        np.arange(len(f), len(allf)))
                 paths = np.r_[rows.path.to_numpy(), sp.path.to_numpy()]
-                junk[sel], near[sel], sim[sel] = m[:len(f)], paths[nr[:len(f)]], sm[:len(f)]
+                junk[sel], near[sel] = m[:len(f)], paths[nr[:len(f)]]
         junk |= tr.path.isin(seeds).to_numpy()
         gi = pd.Series(range(len(classes)), index=classes).reindex(tr.label).to_numpy().astype(int)
         issues = label_issues(gi, probs, method)
         cleaned, tab = apply_cleaning(man, tr.index, probs, classes, issues, junk, list(near), relabel_conf, drop_issues)
         write_manifest(cleaned, out/'manifest.parquet', man.attrs['data_root'])
-        shutil.copyfile(s00/'classes.json', out/'classes.json')
+        with atomic_path(out/'classes.json') as t: shutil.copyfile(s00/'classes.json', t)
         with logits_writer(out/'oof', [Path(p).name for p in tr.path], classes, name='scores') as w: w(probs)
         with atomic_path(out/'issues.csv') as t: tab.to_csv(t, index=False)
         fig = _plot_examples(tab, Path(man.attrs['data_root']))
