@@ -276,8 +276,9 @@ _ELEMENTWISE = (T.ConvertImageDtype, T.Normalize)   # deterministic, pixel by pi
 def post_batch(self:ImageDataset, keys:list # `(index, seed)` pairs
               )->torch.Tensor|None:
     "The items' prepared images through `post` as one batch, the same pixels as item by item; None if `post` has other random steps or the shapes differ."
-    ops = list(getattr(self.post, 'transforms', None) or [None])
-    if self.pre is None or not all(isinstance(t, _TENSOR_READY + _ELEMENTWISE) for t in ops): return None
+    if self.pre is None: return None   # no split: the whole transform runs per item
+    ops = self.post.transforms
+    if not all(isinstance(t, _TENSOR_READY + _ELEMENTWISE) for t in ops): return None
     xs = [self.prepared(i) for i, _ in keys]
     if len({x.shape for x in xs}) > 1: return None
     flips = [t for t in ops if isinstance(t, _TENSOR_READY)]

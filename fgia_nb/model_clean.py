@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn.functional as F
 from .core import run_dir, RunRecord, outputs_root, check_types, atomic_path
 from .data_clean import read_manifest, write_manifest
+from .data import _label_index
 from .tta_predict import _batch_x
 
 # %% auto #0
@@ -51,10 +52,10 @@ def junk_flags(feats:np.ndarray, # L2-normalised features (N, D), one row per im
                labels:np.ndarray, # Given class index per image
                seeds:np.ndarray # Indices of the junk examples a person picked
               )->tuple:
-    "`(mask, nearest, sim)`: images nearer (cosine) to a junk example than to every class's centre; the nearest example and its similarity."
+    "`(mask, nearest)`: images nearer (cosine) to a junk example than to every class's centre, and their nearest example."
     from sklearn.neighbors import NearestNeighbors
     feats, labels, seeds = np.asarray(feats, dtype=np.float32), np.asarray(labels), np.asarray(seeds, dtype=int)
-    if not len(seeds): return np.zeros(len(feats), bool), np.full(len(feats), -1), np.zeros(len(feats), np.float32)
+    if not len(seeds): return np.zeros(len(feats), bool), np.full(len(feats), -1)
     dist, idx = NearestNeighbors(n_neighbors=1, metric='cosine').fit(feats[seeds]).kneighbors(feats)
     sim = 1 - dist[:, 0]
     rest = np.setdiff1d(np.arange(len(feats)), seeds)
@@ -63,7 +64,7 @@ def junk_flags(feats:np.ndarray, # L2-normalised features (N, D), one row per im
     centres /= np.linalg.norm(centres, axis=1, keepdims=True).clip(1e-12)
     mask = sim > (feats @ centres.T).max(1)
     mask[seeds] = True
-    return mask, seeds[idx[:, 0]], sim.astype(np.float32)
+    return mask, seeds[idx[:, 0]]
 
 # %% ../nbs/06a_model_clean.ipynb #6a908c05
 def apply_cleaning(man:pd.DataFrame, # Stage-00 manifest
@@ -81,8 +82,7 @@ def apply_cleaning(man:pd.DataFrame, # Stage-00 manifest
     out.attrs = dict(man.attrs)
     given = out.loc[rows, 'label'].to_numpy(dtype=object)
     top, ptop = probs.argmax(1), probs.max(1)
-    gi = pd.Series(range(len(classes)), index=classes).reindex(given).to_numpy()
-    pgiven = np.where(np.isnan(gi), np.nan, probs[np.arange(len(rows)), np.nan_to_num(gi).astype(int)])
+    pgiven = probs[np.arange(len(rows)), _label_index(pd.Series(given), list(classes), 'apply_cleaning')]
     relabel = issues & ~junk & (ptop >= relabel_conf) & (classes[top] != given)
     drop = junk | (issues & ~relabel & drop_issues)
     kind = np.where(junk, 'junk', np.where(relabel, 'relabelled', np.where(issues, 'label_issue', '')))
@@ -220,13 +220,12 @@ def model_clean(experiment:str='demo', # Experiment folder under outputs/
                 sp.attrs = dict(man.attrs)
                 _, sf = scores_and_features(ck, sp)
                 allf = np.concatenate([f, sf])
-                m, nr, _ = junk_flags(allf, np.r_[rows.label.to_numpy(), sp.label.to_numpy()],
+                m, nr = junk_flags(allf, np.r_[rows.label.to_numpy(), sp.label.to_numpy()],
                                        np.arange(len(f), len(allf)))
                 paths = np.r_[rows.path.to_numpy(), sp.path.to_numpy()]
                 junk[sel], near[sel] = m[:len(f)], paths[nr[:len(f)]]
         junk |= tr.path.isin(seeds).to_numpy()
-        gi = pd.Series(range(len(classes)), index=classes).reindex(tr.label).to_numpy().astype(int)
-        issues = label_issues(gi, probs, method)
+        issues = label_issues(_label_index(tr.label, classes, str(man_path)), probs, method)
         cleaned, tab = apply_cleaning(man, tr.index, probs, classes, issues, junk, list(near), relabel_conf, drop_issues)
         write_manifest(cleaned, out/'manifest.parquet', man.attrs['data_root'])
         with atomic_path(out/'classes.json') as t: shutil.copyfile(s00/'classes.json', t)
