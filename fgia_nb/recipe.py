@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_recipe.ipynb #7589c2af
 from __future__ import annotations
-import os, re, ast, sys, json, time, shutil, hashlib, argparse, contextlib, tempfile, functools, concurrent.futures
+import os, re, ast, sys, json, time, signal, shutil, hashlib, argparse, contextlib, tempfile, functools, concurrent.futures
 from pathlib import Path
 import yaml, nbformat, pandas as pd
 from .core import project_root, outputs_root, data_root, atomic_write_text, atomic_path, file_sha1
@@ -427,7 +427,8 @@ from fastcore.parallel import num_cpus as cpu_count   # the CPUs this process ma
 def _run_in_process(step, key, exp_dir, index, threads):
     "`run_step` in a worker process, its kernel limited to `threads` threads (its share of the CPUs)."
     os.environ.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    return run_step(step, key, exp_dir, index)
+    try: return run_step(step, key, exp_dir, index)
+    except KeyboardInterrupt: os._exit(130)   # interrupted, its kernel shut down: the worker ends with its step
 
 class _Inline:
     "An executor that runs each call at once, in this process: a recipe run one step at a time."
@@ -438,11 +439,30 @@ class _Inline:
         return f
     def shutdown(self, **kw): pass
 
+def _stop_on_term():
+    "SIGTERM interrupts this process as Ctrl-C does, so a running step's kernel is shut down, not left running."
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+def _worker_init():
+    "A recipe worker stops its step on SIGTERM, and gets one when the runner dies (Linux), even by SIGKILL."
+    _stop_on_term()
+    if sys.platform.startswith('linux'):
+        import ctypes
+        try: ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+        except (OSError, AttributeError): pass
+
 def _executor(jobs:int):
     "One job: run steps in this process; more: in `jobs` worker processes, reused from step to step."
     if jobs == 1: return _Inline()
     import multiprocessing
-    return concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context('spawn'))
+    return concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context('spawn'),
+                                                  initializer=_worker_init)
+
+def _stop_workers(pool):
+    "Interrupt every worker of `pool` (each shuts its step's kernel down) and wait for them."
+    procs = list((getattr(pool, '_processes', None) or {}).values())
+    for p in procs: p.terminate()
+    for p in procs: p.join(30)
 
 # %% ../nbs/10_recipe.ipynb #500f8918
 def run_recipe(recipe:Path|str|dict, # A recipe file (or a `read_recipe` dict)
@@ -523,6 +543,9 @@ def run_recipe(recipe:Path|str|dict, # A recipe file (or a `read_recipe` dict)
                         continue
                     log(f"    {name} done in {st['wall_s']:.0f} s (start-up {st['startup_s']:.0f} s)")
                     rows[name] = _row(s, 'ran', st, t0)
+        except BaseException:   # Ctrl-C or SIGTERM: stop the running steps now, not after they finish
+            _stop_workers(pool)
+            raise
         finally: pool.shutdown(wait=True, cancel_futures=True)
         if failure is not None: raise failure
         df = pd.DataFrame([rows[s['name']] for s in steps])
@@ -681,6 +704,7 @@ def main(argv:list|None=None):
     b.add_argument('--jobs', type=int, default=None, help="steps run at once (default: the recipe's `jobs`, else 1)")
     a = ap.parse_args(argv)
     log = lambda *m: print(*m, flush=True)
+    _stop_on_term()   # `kill`, a CI job's cancel or `timeout` stop the run the way Ctrl-C does
     try:
         vars = {k: yaml.safe_load(v) for k, _, v in (s.partition('=') for s in a.var)}
         if a.cmd == 'ablation':

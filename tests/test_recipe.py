@@ -178,3 +178,45 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path, monkeypatch, capsys):
     assert e.value.code == 130
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and 'interrupted' in err and 'Traceback' not in err
+
+PID_BODY = """import os, time
+from fgia_nb.core import run_dir
+out = run_dir(experiment, 'toy', run)
+(out/'pid').write_text(str(os.getpid()))
+time.sleep(sleep)
+(out/'value.txt').write_text(run)
+"""
+
+def _alive(pid:int)->bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    try: return 'zombie' not in Path(f'/proc/{pid}/status').read_text().lower()
+    except FileNotFoundError: return False
+
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGKILL])
+def test_killing_the_runner_stops_its_kernels(tmp_path, env, sig):
+    "`kill` of the runner alone (not its process group) stops every running step's kernel: nothing writes on after it."
+    import nbformat
+    from nbformat.v4 import new_notebook, new_code_cell
+    params = new_code_cell(TOY_PARAMS)
+    params.metadata['tags'] = ['parameters']
+    nb = tmp_path/'sleep.ipynb'
+    nbformat.write(new_notebook(cells=[params, new_code_cell(PID_BODY)],
+                                metadata=dict(kernelspec=dict(name='python3', display_name='Python 3', language='python'))), nb)
+    rec, out = tmp_path/'two.yaml', tmp_path/'outputs'/'toy'
+    rec.write_text(f"experiment: toy\njobs: 2\nsteps:\n  - {{name: a, notebook: '{nb}', params: {{run: a, sleep: 60}}}}\n"
+                   f"  - {{name: b, after: [], notebook: '{nb}', params: {{run: b, sleep: 60}}}}\n")
+    p = fgia('run', str(rec), env=env)
+    pids, t0 = [out/'toy'/r/'pid' for r in 'ab'], time.time()
+    while not all(f.exists() and f.read_text() for f in pids):
+        assert p.poll() is None and time.time() - t0 < 120, 'the recipe ended before it could be stopped'
+        time.sleep(0.2)
+    kernels = [int(f.read_text()) for f in pids]
+    p.send_signal(sig)
+    log, _ = p.communicate(timeout=40)   # the pipe closes once the workers, which share it, are gone too
+    if sig == signal.SIGTERM: assert p.returncode == 130 and 'interrupted' in log, log[-2000:]
+    t1 = time.time()
+    while any(map(_alive, kernels)) and time.time() - t1 < 20: time.sleep(0.2)
+    assert not any(map(_alive, kernels)), f'kernels {kernels} still run after the runner stopped'
+    assert not list(out.rglob('value.txt'))
+    assert json.loads((out/'recipe'/'steps'/'a.json').read_text())['status'] == 'running'   # the next run redoes it
