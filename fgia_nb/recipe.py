@@ -441,7 +441,9 @@ class _Inline:
 
 def _stop_on_term():
     "SIGTERM interrupts this process as Ctrl-C does, so a running step's kernel is shut down, not left running."
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    import threading
+    if threading.current_thread() is threading.main_thread():   # only there can Python set a handler
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 def _worker_init():
     "A recipe worker stops its step on SIGTERM, and gets one when the runner dies (Linux), even by SIGKILL."
@@ -455,8 +457,8 @@ def _executor(jobs:int):
     "One job: run steps in this process; more: in `jobs` worker processes, reused from step to step."
     if jobs == 1: return _Inline()
     import multiprocessing
-    return concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context('spawn'),
-                                                  initializer=_worker_init)
+    from fgia_nb.recipe import _worker_init as init   # by name, so a spawned worker can import it
+    return concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context('spawn'), initializer=init)
 
 def _stop_workers(pool):
     "Interrupt every worker of `pool` (each shuts its step's kernel down) and wait for them."
