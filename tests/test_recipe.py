@@ -82,15 +82,19 @@ steps:
   - {{name: predict, notebook: '{nb}', params: {{run: predict, src: '{{out}}/toy/train/value.txt', sleep: {sleep}}}}}
 """
 
-def test_killed_step_then_edit_loses_no_fresh_work(tmp_path, env):
-    "The probe's case: kill during the second step, change the first step's seed, run again: nothing fresh is deleted."
+def toy_notebook(path:Path, body:str)->Path:
+    "A stage-like notebook at `path`: `TOY_PARAMS` as its papermill parameters cell, then `body`."
     import nbformat
     from nbformat.v4 import new_notebook, new_code_cell
     params = new_code_cell(TOY_PARAMS)
     params.metadata['tags'] = ['parameters']
-    nb = tmp_path/'toy.ipynb'
-    nbformat.write(new_notebook(cells=[params, new_code_cell(TOY_BODY)],
-                                metadata=dict(kernelspec=dict(name='python3', display_name='Python 3', language='python'))), nb)
+    nbformat.write(new_notebook(cells=[params, new_code_cell(body)],
+                                metadata=dict(kernelspec=dict(name='python3', display_name='Python 3', language='python'))), path)
+    return path
+
+def test_killed_step_then_edit_loses_no_fresh_work(tmp_path, env):
+    "The probe's case: kill during the second step, change the first step's seed, run again: nothing fresh is deleted."
+    nb = toy_notebook(tmp_path/'toy.ipynb', TOY_BODY)
     rec, out = tmp_path/'toy.yaml', tmp_path/'outputs'/'toy'
     rec.write_text(TOY_RECIPE.format(nb=nb, seed=1, sleep=60))
     p = fgia('run', str(rec), env=env)
@@ -196,13 +200,7 @@ def _alive(pid:int)->bool:
 @pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGKILL])
 def test_killing_the_runner_stops_its_kernels(tmp_path, env, sig):
     "`kill` of the runner alone (not its process group) stops every running step's kernel: nothing writes on after it."
-    import nbformat
-    from nbformat.v4 import new_notebook, new_code_cell
-    params = new_code_cell(TOY_PARAMS)
-    params.metadata['tags'] = ['parameters']
-    nb = tmp_path/'sleep.ipynb'
-    nbformat.write(new_notebook(cells=[params, new_code_cell(PID_BODY)],
-                                metadata=dict(kernelspec=dict(name='python3', display_name='Python 3', language='python'))), nb)
+    nb = toy_notebook(tmp_path/'sleep.ipynb', PID_BODY)
     rec, out = tmp_path/'two.yaml', tmp_path/'outputs'/'toy'
     rec.write_text(f"experiment: toy\njobs: 2\nsteps:\n  - {{name: a, notebook: '{nb}', params: {{run: a, sleep: 60}}}}\n"
                    f"  - {{name: b, after: [], notebook: '{nb}', params: {{run: b, sleep: 60}}}}\n")
