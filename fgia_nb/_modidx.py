@@ -153,6 +153,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'fgia_nb.data_clean.thumb_corr': ('data_clean.html#thumb_corr', 'fgia_nb/data_clean.py'),
                                     'fgia_nb.data_clean.to_8bit': ('data_clean.html#to_8bit', 'fgia_nb/data_clean.py'),
                                     'fgia_nb.data_clean.to_gray': ('data_clean.html#to_gray', 'fgia_nb/data_clean.py'),
+                                    'fgia_nb.data_clean.to_rgb': ('data_clean.html#to_rgb', 'fgia_nb/data_clean.py'),
                                     'fgia_nb.data_clean.write_manifest': ('data_clean.html#write_manifest', 'fgia_nb/data_clean.py'),
                                     'fgia_nb.data_clean.write_report': ('data_clean.html#write_report', 'fgia_nb/data_clean.py')},
             'fgia_nb.distributed': { 'fgia_nb.distributed.FgiaDistributedTrainer': ( 'base/distributed.html#fgiadistributedtrainer',

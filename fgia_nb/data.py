@@ -20,7 +20,7 @@ from fastai.callback.core import Callback, TrainEvalCallback
 from fastai.torch_core import show_images
 from fastcore.basics import patch
 from .core import outputs_root
-from .data_clean import to_8bit
+from .data_clean import to_rgb
 from .distributed import rank_world
 
 # %% auto #0
@@ -224,7 +224,7 @@ def load_image(self:ImageDataset, i:int)->Image.Image:
     "Item `i`'s file as an RGB image (a black 8x8 one, with a warning, if unreadable and `on_error='blank'`)."
     if self.pre is None and (im := self.cache.get(i)) is not None: return im
     try:
-        with Image.open(str(self.files[i])) as f: im = to_8bit(f).convert('RGB')   # 16-bit, float: scaled
+        with Image.open(str(self.files[i])) as f: im = to_rgb(f)   # 16-bit scaled, transparency on white
     except Exception as e:
         if self.on_error != 'blank': raise OSError(f'ImageDataset: cannot read item {i}, {self.files[i]}: {e}') from e
         warnings.warn(f'ImageDataset: {self.files[i]} is unreadable ({e}); using a black image')

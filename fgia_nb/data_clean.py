@@ -15,9 +15,10 @@ from .core import RunRecord, atomic_path, atomic_dir, atomic_write_text, run_dir
 from .sources import read_source, make_default_dataset
 
 # %% auto #0
-__all__ = ['MANIFEST_COLS', 'EXPECTED', 'to_8bit', 'to_gray', 'phash', 'scan_file', 'scan', 'name_hash', 'near_duplicates',
-           'thumb_corr', 'classify', 'write_manifest', 'read_manifest', 'manifest_items', 'clean_data', 'reason_counts',
-           'plot_class_distribution', 'plot_rejects', 'write_report', 'evaluate_cleaning', 'data_clean']
+__all__ = ['MANIFEST_COLS', 'EXPECTED', 'to_8bit', 'to_rgb', 'to_gray', 'phash', 'scan_file', 'scan', 'name_hash',
+           'near_duplicates', 'thumb_corr', 'classify', 'write_manifest', 'read_manifest', 'manifest_items',
+           'clean_data', 'reason_counts', 'plot_class_distribution', 'plot_rejects', 'write_report',
+           'evaluate_cleaning', 'data_clean']
 
 # %% ../nbs/00_data_clean.ipynb #b5ba49fb
 _HIGH = ('I', 'I;16', 'I;16B', 'I;16L', 'I;16N', 'F')   # 16-bit, 32-bit and float samples
@@ -34,14 +35,18 @@ def to_8bit(im:Image.Image)->Image.Image:
     return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
 
 # %% ../nbs/00_data_clean.ipynb #04b96616
+def to_rgb(im:Image.Image)->Image.Image:
+    "An 8-bit RGB view of any PIL image: high-bit samples scaled (`to_8bit`), transparent pixels on white paper."
+    if im.mode in _HIGH: im = to_8bit(im)
+    if im.mode == 'P': im = im.convert('RGBA' if 'transparency' in im.info else 'RGB')   # no Pillow warning
+    if im.mode in ('RGBA', 'LA', 'PA', 'RGBa', 'La') or 'transparency' in im.info:
+        im = Image.alpha_composite(Image.new('RGBA', im.size, 'white'), im.convert('RGBA'))
+    return im.convert('RGB')
+
 def to_gray(im:Image.Image)->Image.Image:
     "An 8-bit greyscale ('L') view of any PIL image, the same for every mode."
     if im.mode in _HIGH: return to_8bit(im)
-    if im.mode == 'L': return im
-    if im.mode == 'P': im = im.convert('RGBA' if 'transparency' in im.info else 'RGB')
-    if im.mode in ('RGBA', 'LA', 'PA', 'RGBa', 'La'):
-        im = Image.alpha_composite(Image.new('RGBA', im.size, 'white'), im.convert('RGBA'))
-    return im.convert('RGB').convert('L') if im.mode not in ('RGB', '1') else im.convert('L')
+    return im if im.mode == 'L' else to_rgb(im).convert('L')
 
 # %% ../nbs/00_data_clean.ipynb #02c4ef13
 _N = 32

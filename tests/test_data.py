@@ -40,3 +40,18 @@ def test_two_gloo_ranks_get_disjoint_halves(tmp_path):
         assert not set(a) & set(b) and sorted(a + b) == list(range(40))     # disjoint, covering the epoch
         epochs.append(a + b)
     assert epochs[0] != epochs[1]                                           # a new order each epoch
+
+def test_transparent_palette_png_loads_on_white_without_warning(tmp_path):
+    "A palette PNG whose transparency is given as bytes (Pillow warns on a plain RGB convert) reads as RGB on white, silently."
+    import warnings, numpy as np
+    from PIL import Image
+    from fgia_nb.data import ImageDataset, eval_transform
+    pal = Image.new('P', (8, 8)); pal.putpalette([255, 0, 0, 0, 0, 255]); pal.paste(1, (0, 0, 4, 8))
+    pal.save(tmp_path/'p.png', transparency=bytes([0, 255]))   # index 0 (red, the right half) transparent
+    ds = ImageDataset([tmp_path/'p.png'], tfm=eval_transform(8, crop='resize'))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        im = np.asarray(ds.load_image(0))
+        x, = ds[0]
+    assert im[0, 0].tolist() == [0, 0, 255] and im[0, 7].tolist() == [255, 255, 255]
+    assert x.shape == (3, 8, 8)
