@@ -8,7 +8,7 @@ import json, shutil, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn.functional as F
 from .core import run_dir, RunRecord, outputs_root, check_types, atomic_path
-from .data_clean import read_manifest, write_manifest
+from .data_clean import read_manifest, write_manifest, to_rgb
 from .data import _label_index
 from .tta_predict import _batch_x
 
@@ -156,7 +156,7 @@ def _plot_examples(tab:pd.DataFrame, root:Path, n:int=8):
         for ax, (_, e) in zip(row, list(g.iterrows()) + [None] * (n - len(g))):
             ax.set_xticks([]); ax.set_yticks([])
             if e is None: ax.axis('off'); continue
-            with Image.open(root/e.path) as im: ax.imshow(im.convert('RGB'))
+            with Image.open(root/e.path) as im: ax.imshow(to_rgb(im))   # as the loaders read it
             ax.set_title(f'{e.given}->{e.suggested}', fontsize=8)
     fig.tight_layout()
     return fig
