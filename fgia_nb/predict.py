@@ -230,9 +230,10 @@ def export_model(source, # A stage-04 checkpoint or run folder, or a stage-07 so
 
 # %% ../nbs/09a_predict.ipynb #b9e4ab7b
 _PREDICT_EXAMPLES = """examples:
-  fgia predict photos/ -m outputs/demo/04_finetune/cnn_r1 -o preds.csv
-  fgia predict list.txt -m soup.safetensors --topk 1 --format json -o preds.json
-  fgia predict images.csv -m cnn_export/ -m vit_export/ --weights 0.6,0.4 --sizes 32,40 --device cuda -o preds.parquet"""
+  fgia predict photos/ -m outputs/demo/04_finetune/cnn_la_r1 -o preds.csv
+  fgia predict list.txt -m outputs/demo/07_model_soup/cnn_la_r1 --topk 1 -o preds.json
+  fgia predict images.csv -m cnn_export/ -m vit_export/ --weights 0.6,0.4 --sizes 32,40 --device cuda -o preds.parquet
+  fgia export outputs/demo/07_model_soup/cnn_la_r1 cnn_export/"""
 
 def _numbers(s:str, t:type, what:str)->list:
     try: return [t(v) for v in s.split(',') if v.strip()]
@@ -242,8 +243,9 @@ def predict_cli(argv:list|None=None # Arguments after `fgia predict` (default `s
                )->pd.DataFrame:
     "`fgia predict`: classify images (a folder, a file list, a CSV) with one model or a weighted ensemble."
     ap = argparse.ArgumentParser('fgia predict', formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_PREDICT_EXAMPLES,
-        description='Classify new images with a fine-tuned checkpoint, a soup, an exported model or a weighted ensemble. '
-                    'One row per image: filename, label_0..label_<k-1>, prob_0..prob_<k-1>, error (why a file could not be read).')
+        description='Classify new images with a fine-tuned checkpoint, a soup, an exported model or a weighted\n'
+                    'ensemble. One row per image: filename, label_0..label_<k-1>, prob_0..prob_<k-1> (best\n'
+                    'first) and error (why a file could not be read; such a row has no classes).')
     ap.add_argument('inputs', nargs='+', metavar='INPUT', help='a folder of images (searched recursively), a text file '
                     'with one image path per line, a CSV with a `path` or `filename` column, or image files')
     ap.add_argument('-m', '--model', action='append', required=True, metavar='MODEL', help='a stage-04 checkpoint '

@@ -687,8 +687,14 @@ def run_ablation(recipe:Path|str, # A recipe file with an `ablation` and a `seed
 # %% ../nbs/10_recipe.ipynb #3631902d
 def main(argv:list|None=None):
     "The `fgia` command."
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] in (['predict'], ['export']):   # their own options: `fgia_nb.predict`'s `predict_cli`, `export_cli`
+        from fgia_nb import predict
+        return getattr(predict, f'{argv[0]}_cli')(argv[1:])
     ap = argparse.ArgumentParser('fgia', description='fgia_nb: run the pipeline recipes')
     sub = ap.add_subparsers(dest='cmd', required=True)
+    sub.add_parser('predict', help='classify new images with a checkpoint, soup, export or ensemble (fgia predict -h)')
+    sub.add_parser('export', help='export a checkpoint or soup as model.safetensors + config.json (fgia export -h)')
     r = sub.add_parser('run', help='run a recipe (YAML) through papermill, skipping steps that are done')
     r.add_argument('recipe')
     r.add_argument('--experiment', default=None)
