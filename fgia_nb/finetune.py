@@ -29,15 +29,16 @@ from .distributed import init_distributed, to_distributed, finish_distributed, r
 from .distributed import launch_module, cli_args, run_cli
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'ARCH_DEFAULTS', 'RESUME_FREE', 'RANGES', 'UNDECODABLE', 'flatten_state', 'unflatten_state', 'rng_state',
-           'set_rng_state', 'unwrap_model', 'tidy_safetensors', 'save_checkpoint', 'Checkpoint', 'checkpoint_meta',
-           'read_checkpoint', 'gather_objects', 'checkpoint_path', 'list_checkpoints', 'last_checkpoint',
-           'finetune_runs', 'Checkpointer', 'load_training_state', 'loss_state', 'adamw', 'warmup_cosine', 'group_lrs',
-           'fit_resumable', 'finetune', 'finetune_config', 'model_config', 'build_model', 'load_model', 'build_loss',
-           'param_groups', 'check_img_size', 'check_manifest', 'check_writable', 'run_inputs', 'check_run_folder',
-           'check_pretrained', 'check_ranges', 'early_checks', 'preflight', 'AMP', 'make_learner', 'FrozenBackbone',
-           'undo_cleaning', 'subsample_pseudo', 'make_dls', 'DistributedCheck', 'fit_run', 'plot_run', 'launch',
-           'train_cli']
+__all__ = ['DEFAULTS', 'ARCH_DEFAULTS', 'RESUME_FREE', 'TRACKERS', 'RANGES', 'UNDECODABLE', 'flatten_state', 'unflatten_state',
+           'rng_state', 'set_rng_state', 'unwrap_model', 'tidy_safetensors', 'save_checkpoint', 'Checkpoint',
+           'checkpoint_meta', 'read_checkpoint', 'gather_objects', 'checkpoint_path', 'list_checkpoints',
+           'last_checkpoint', 'finetune_runs', 'Checkpointer', 'load_training_state', 'loss_state', 'adamw',
+           'warmup_cosine', 'group_lrs', 'fit_resumable', 'finetune', 'finetune_config', 'model_config', 'build_model',
+           'load_model', 'build_loss', 'param_groups', 'check_img_size', 'check_manifest', 'check_writable',
+           'run_inputs', 'check_run_folder', 'check_tracker', 'check_pretrained', 'check_ranges', 'early_checks',
+           'preflight', 'AMP', 'make_learner', 'FrozenBackbone', 'undo_cleaning', 'subsample_pseudo', 'make_dls',
+           'DistributedCheck', 'interactive', 'Tracker', 'tracker_params', 'tensorboard_tracker', 'MLflowTracker',
+           'tracker_callback', 'fit_run', 'plot_run', 'launch', 'train_cli']
 
 # %% ../nbs/04_finetune.ipynb #cce3ea10
 def flatten_state(obj, # Nested dicts, lists, tuples, tensors and JSON scalars (e.g. an optimizer `state_dict()`)
@@ -422,7 +423,8 @@ def finetune(
     num_workers:int|None=None, # Data loader worker processes per process
     resume:bool=True, # Continue from the newest checkpoint in the run folder
     ddp_check:bool=False, # Write ddp_check.json (per-rank indices, weights, EQL statistics) for the tests
-    quiet:bool=True, # No progress bars (the per-epoch table stays)
+    tracker:str='', # Send the curves and parameters to 'tensorboard' (<run>/tensorboard/) or 'mlflow' (<run>/mlruns/); '': off
+    quiet:bool|None=None, # No progress bars (None: bars only where a person watches, see `interactive`; the per-epoch table stays)
 )->Path:
     "Fine-tune one model, here or on `num_processes` processes; returns the run folder."
     kw = {k: v for k, v in locals().items() if k != 'quiet'}
@@ -430,7 +432,7 @@ def finetune(
     if train_manifest is None and rank_world()[1] == 1:   # build the default dataset once, never in N processes
         from fgia_nb.data import default_manifest
         kw['train_manifest'] = str(default_manifest(experiment)/'manifest.parquet')
-    return launch(finetune_config(**kw), quiet)
+    return launch(finetune_config(**kw), not interactive() if quiet is None else quiet)
 
 # %% ../nbs/04_finetune.ipynb #35893d4e
 DEFAULTS = dict(img_size=224, epochs=30, bs=32, lr=1e-3, min_lr=1e-6, wd=0.05, layer_decay=1.0, warmup=5.,
@@ -596,7 +598,7 @@ def check_writable(folder:Path|str, # A folder to write (it need not exist yet)
                               'choose another folder (out_dir, or FGIA_OUTPUTS for every stage)') from e
 
 # %% ../nbs/04_finetune.ipynb #10680684
-RESUME_FREE = ('num_workers', 'keep_last', 'resume', 'ddp_check', 'quiet', 'out_dir', 'run', 'experiment')
+RESUME_FREE = ('num_workers', 'keep_last', 'resume', 'ddp_check', 'tracker', 'quiet', 'out_dir', 'run', 'experiment')
 
 def run_inputs(cfg:dict)->list:
     "The files a run reads: its manifests and its weights file."
@@ -625,6 +627,21 @@ def check_run_folder(cfg:dict # From `finetune_config`
                          'describe those weights. Use another run/out_dir, or delete the folder to train there '
                          'with these settings')
 
+# %% ../nbs/04_finetune.ipynb #bc268fa1
+TRACKERS = {'tensorboard': 'tensorboard', 'mlflow': 'mlflow-skinny'}   # tracker -> the pip package it needs
+
+def check_tracker(tracker:str # '' (off), 'tensorboard' or 'mlflow'
+                 ):
+    "Fail unless `tracker` is off or known and importable, naming the choices or the pip package to install."
+    if not tracker: return
+    if tracker not in TRACKERS:
+        raise ValueError(f"tracker must be '' (off), {' or '.join(map(repr, TRACKERS))}, got {tracker!r}")
+    import importlib
+    try: importlib.import_module(tracker)
+    except ImportError as e:
+        raise ImportError(f'tracker={tracker!r} needs the {tracker} package, which does not import here ({e}): '
+                          f'pip install {TRACKERS[tracker]}') from e
+
 # %% ../nbs/04_finetune.ipynb #72f1d5a3
 def check_pretrained(cfg:dict):
     "Fail now, saying how to provide them, if the run needs hub weights that are neither cached nor downloadable."
@@ -651,6 +668,7 @@ def check_ranges(cfg:dict):
 def early_checks(cfg:dict):
     "What needs no input file: the settings' types and ranges, the run folder (writable; same settings when it holds checkpoints), the hub weights."
     check_ranges(cfg)
+    check_tracker(cfg.get('tracker', ''))
     if cfg.get('freeze_backbone') and not (cfg['weights'] or cfg['pretrained']):
         raise ValueError('freeze_backbone=True trains only the head, on the backbone as it starts: give it trained '
                          'weights (weights=<a stage-04 checkpoint> for cRT) or pretrained=True')
@@ -789,6 +807,123 @@ class DistributedCheck(Callback):
         allr = gather_objects(me)
         if rank == 0: atomic_write_text(self.out_dir/'ddp_check.json', json.dumps(allr))
 
+# %% ../nbs/04_finetune.ipynb #8ad6d2c5
+def interactive(shell=None, # An IPython shell (default: the running one, if any)
+                stream=None # Where a text progress bar would go (default: `sys.stdout`)
+               )->bool:
+    "Whether a person watches this process's output: a kernel whose frontend takes input, or a terminal."
+    import sys
+    if shell is None:
+        try: from IPython import get_ipython
+        except ImportError: get_ipython = lambda: None
+        shell = get_ipython()
+    kernel = getattr(shell, 'kernel', None)
+    if kernel is not None: return bool(getattr(kernel, '_allow_stdin', False))
+    stream = sys.stdout if stream is None else stream
+    return bool(getattr(stream, 'isatty', lambda: False)())
+
+# %% ../nbs/04_finetune.ipynb #bcb7dc9c
+class Tracker(Callback):
+    "Base of the trackers: per training batch `train_loss` and `lr` (step: iteration), per epoch trained `epoch/<metric>` (step: epoch)."
+    order, run_valid = Checkpointer.order + 1, False
+    def before_fit(self): self.trained = False
+    def after_batch(self):
+        self.log({'train_loss': float(self.smooth_loss), 'lr': float(self.opt.hypers[-1]['lr'])}, self.train_iter)
+    def after_train(self): self.trained = True
+    def after_epoch(self):
+        if not self.trained: return   # an epoch a resumed run skips
+        self.trained = False
+        vals = {n: v for n, v in zip(self.recorder.metric_names[1:-1], self.recorder.log[1:-1]) if v is not None}
+        self.log({f'epoch/{n}': float(v) for n, v in vals.items()}, self.epoch)
+    def log(self, metrics:dict, step:int): raise NotImplementedError('a tracker writes its metrics in `log`')
+
+# %% ../nbs/04_finetune.ipynb #a1d220e9
+def tracker_params(cfg:dict # From `finetune_config`
+                  )->dict:
+    "`cfg` with every value that is not a number, string or boolean as JSON text."
+    return {k: v if isinstance(v, (bool, int, float, str)) else json.dumps(v, default=str) for k, v in cfg.items()}
+
+# %% ../nbs/04_finetune.ipynb #e7db87f0
+def tensorboard_tracker(out_dir:Path|str, # Run folder: the events go to `<out_dir>/tensorboard/`
+                        params:dict # The run's parameters (`tracker_params`)
+                       )->Callback:
+    "fastai's `TensorBoardCallback` sending `Tracker`'s curves and the run's parameters to `<out_dir>/tensorboard/`."
+    from fastai.callback.tensorboard import TensorBoardCallback
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams
+
+    class TensorBoardTracker(Tracker, TensorBoardCallback):
+        def before_fit(self):
+            Tracker.before_fit(self)
+            TensorBoardCallback.before_fit(self)   # rank 0 only; calls `_setup_writer`
+        def _setup_writer(self):
+            self.writer = SummaryWriter(log_dir=self.log_dir, purge_step=self.train_iter or None)
+            rows = ''.join(f'| {k} | {v} |\n' for k, v in self.params.items())
+            self.writer.add_text('params', '| parameter | value |\n|---|---|\n' + rows, self.train_iter)
+            fw = self.writer._get_file_writer()
+            for s in hparams(self.params, {'epoch/train_loss': None, 'epoch/valid_loss': None, 'epoch/accuracy': None}):
+                fw.add_summary(s)
+            self.writer.flush()
+        def log(self, metrics, step):
+            for k, v in metrics.items(): self.writer.add_scalar(k, v, step)
+            if 'epoch/train_loss' in metrics: self.writer.flush()   # each epoch's curves on disk with its checkpoint
+
+    cb = TensorBoardTracker(log_dir=str(Path(out_dir)/'tensorboard'), trace_model=False, log_preds=False)
+    cb.params = params
+    return cb
+
+# %% ../nbs/04_finetune.ipynb #e4870f88
+class MLflowTracker(Tracker):
+    "`Tracker`'s curves and the run's parameters to an MLflow file store in `<out_dir>/mlruns/` (no server)."
+    def __init__(self, out_dir:Path|str, # Run folder
+                 params:dict, # The run's parameters (`tracker_params`)
+                 experiment:str='demo', # MLflow experiment name
+                 run_name:str='run' # MLflow run name (a resumed run continues the run of this name)
+                ):
+        store_attr()
+        self.out_dir = Path(out_dir)
+
+    def before_fit(self):
+        super().before_fit()
+        os.environ.setdefault('MLFLOW_ALLOW_FILE_STORE', 'true')   # MLflow 3 refuses file stores without it
+        from mlflow.tracking import MlflowClient
+        from mlflow.entities import Param
+        self.client, self.pending = MlflowClient((self.out_dir/'mlruns').absolute().as_uri()), []
+        exp = self.client.get_experiment_by_name(self.experiment)
+        eid = exp.experiment_id if exp else self.client.create_experiment(self.experiment)
+        old = self.client.search_runs([eid], f"attributes.run_name = '{self.run_name}'", max_results=1)
+        if old:
+            self.run_id = old[0].info.run_id
+            self.client.update_run(self.run_id, 'RUNNING')
+            return
+        self.run_id = self.client.create_run(eid, run_name=self.run_name).info.run_id
+        ps = [Param(k, str(v)) for k, v in self.params.items()]
+        for i in range(0, len(ps), 100): self.client.log_batch(self.run_id, params=ps[i:i+100])
+
+    def log(self, metrics, step):
+        from mlflow.entities import Metric
+        ms = int(time.time() * 1000)
+        self.pending += [Metric(k, float(v), ms, step) for k, v in metrics.items()]
+        if 'epoch/train_loss' in metrics: self._send()
+
+    def _send(self):
+        for i in range(0, len(self.pending), 1000): self.client.log_batch(self.run_id, metrics=self.pending[i:i+1000])
+        self.pending = []
+
+    def after_fit(self):
+        self._send()
+        self.client.set_terminated(self.run_id, 'FINISHED' if self.epoch == self.n_epoch - 1 else 'KILLED')
+
+# %% ../nbs/04_finetune.ipynb #5a23af28
+def tracker_callback(cfg:dict # From `finetune_config`
+                    )->Callback|None:
+    "The callback of `cfg['tracker']` for this process: None when off, and on every rank but 0."
+    tracker = cfg.get('tracker') or ''
+    check_tracker(tracker)
+    if not tracker or rank_world()[0] != 0: return None
+    if tracker == 'tensorboard': return tensorboard_tracker(cfg['out_dir'], tracker_params(cfg))
+    return MLflowTracker(cfg['out_dir'], tracker_params(cfg), cfg['experiment'], cfg['run'])
+
 # %% ../nbs/04_finetune.ipynb #659086e5
 def fit_run(cfg:dict, # From `finetune_config`
             quiet:bool=False # No progress bar (the per-epoch table stays)
@@ -808,10 +943,12 @@ def fit_run(cfg:dict, # From `finetune_config`
     torch.manual_seed(cfg['seed'] + 1000 * rank)   # ranks draw different dropout/drop-path masks
     inputs = [cfg['train_manifest'], *cfg['pseudo_manifests']] + ([cfg['weights']] if cfg['weights'] else [])
     rec = RunRecord(out, '04_finetune', cfg, inputs=inputs, seed=cfg['seed']) if rank == 0 else contextlib.nullcontext()
+    cbs = [DistributedCheck(out)] if cfg['ddp_check'] else []
+    if (tr := tracker_callback(cfg)) is not None: cbs.append(tr)
     with rec, (learn.no_bar() if quiet else contextlib.nullcontext()):
         t0 = time.time()
         start = fit_resumable(learn, cfg['epochs'], cfg['lr'], out, cfg['warmup'], cfg['min_lr'], learn.lr_scales, fc,
-                              cfg['keep_last'], cfg['resume'], cbs=[DistributedCheck(out)] if cfg['ddp_check'] else [])
+                              cfg['keep_last'], cfg['resume'], cbs=cbs)
         if rank == 0:
             m = pd.read_csv(out/'metrics.csv').iloc[-1].to_dict() if (out/'metrics.csv').exists() else {}
             rec.metrics.update({k: v for k, v in m.items() if k != 'time'}, start_epoch=start,
