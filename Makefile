@@ -9,7 +9,7 @@ STAMP := $(VENV)/.fgia-installed
 TORCH := torch==2.14.1 torchvision==0.29.1
 EXP ?= demo
 
-.PHONY: demo ablation sweep test data docs browser export-check nbtest pytest bench-clean bench-mae bench-train bench-data bench-post readme clean-outputs
+.PHONY: setup demo ablation sweep test data docs browser export-check nbtest pytest bench-clean bench-mae bench-train bench-data bench-post readme clean-outputs
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]' 2>&1 | grep -v -e 'is ignored: it is neither' -e 'BuildBackendWarning' || true
 	@$(BIN)/python -c "import fgia_nb, torch, timm, fastai" || { echo "install failed: see the pip output above"; exit 1; }
 	@touch $@
+
+# The virtual environment alone (`make demo` and `make test` make it too): for a dataset of one's own.
+setup: $(STAMP)
 
 # Fashion-MNIST: Debian's dataset-fashion-mnist where we are root with apt, else torchvision's download.
 data: $(STAMP)

@@ -15,7 +15,7 @@ from .core import RunRecord, atomic_path, atomic_dir, atomic_write_text, run_dir
 from .sources import read_source, make_default_dataset
 
 # %% auto #0
-__all__ = ['MANIFEST_COLS', 'EXPECTED', 'to_8bit', 'to_rgb', 'to_gray', 'phash', 'scan_file', 'scan', 'name_hash',
+__all__ = ['MANIFEST_COLS', 'EXPECTED', 'to_8bit', 'upright', 'to_rgb', 'to_gray', 'phash', 'scan_file', 'scan', 'name_hash',
            'near_duplicates', 'thumb_corr', 'classify', 'write_manifest', 'read_manifest', 'manifest_items',
            'clean_data', 'reason_counts', 'plot_class_distribution', 'plot_rejects', 'write_report',
            'evaluate_cleaning', 'data_clean']
@@ -35,8 +35,15 @@ def to_8bit(im:Image.Image)->Image.Image:
     return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
 
 # %% ../nbs/00_data_clean.ipynb #04b96616
+def upright(im:Image.Image)->Image.Image:
+    "`im` turned the way its EXIF orientation tag says (cameras store photos sideways and tag them); others unchanged."
+    try: o = im.getexif().get(0x0112, 1)
+    except Exception: return im   # a damaged EXIF block: the pixels as stored
+    return im if o in (None, 1) else ImageOps.exif_transpose(im)
+
 def to_rgb(im:Image.Image)->Image.Image:
-    "An 8-bit RGB view of any PIL image: high-bit samples scaled (`to_8bit`), transparent pixels on white paper."
+    "An 8-bit RGB view of any PIL image: upright, high-bit samples scaled (`to_8bit`), transparent pixels on white paper."
+    im = upright(im)
     if im.mode in _HIGH: im = to_8bit(im)
     if im.mode == 'P': im = im.convert('RGBA' if 'transparency' in im.info else 'RGB')   # no Pillow warning
     if im.mode in ('RGBA', 'LA', 'PA', 'RGBa', 'La') or 'transparency' in im.info:
@@ -44,7 +51,8 @@ def to_rgb(im:Image.Image)->Image.Image:
     return im.convert('RGB')
 
 def to_gray(im:Image.Image)->Image.Image:
-    "An 8-bit greyscale ('L') view of any PIL image, the same for every mode."
+    "An 8-bit greyscale ('L') view of any PIL image, upright, the same for every mode."
+    im = upright(im)
     if im.mode in _HIGH: return to_8bit(im)
     return im if im.mode == 'L' else to_rgb(im).convert('L')
 

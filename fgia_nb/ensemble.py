@@ -12,6 +12,7 @@ from .core import run_dir, RunRecord, outputs_root, atomic_path, atomic_dir
 from .logits import (Logits, open_logits, check_aligned, read_rows, iter_chunks, write_index, softmax_np,
                             _as_float, _check_finite, _prefetch, top1)
 from .pseudo_label import experiment_data, split_answers
+from .sources import split_labels
 
 # %% auto #0
 __all__ = ['FACTORS', 'AVERAGES', 'WEIGHTINGS', 'winners_weights', 'ensemble_top1', 'factor_top1', 'fit_weights',
@@ -293,7 +294,7 @@ def ensemble_models(experiment:str='demo', # Experiment folder under outputs/
                     weighting:str='auto', # 'auto', 'equal', 'winners', 'tempered' (exponent chosen on labelled rows) or 'fitted'
                     accs:str='', # Comma-separated accuracies, one per model, for 'winners'
                     labels:str='', # Labelled rows of this split (pseudo manifest or filename,label CSV) to choose weights on
-                    leaderboard:str='', # Another split's answers CSV (e.g. test-A's) to choose weights on (see above)
+                    leaderboard:str='', # Another split's answers CSV (e.g. test-A's), or its name (e.g. 'valid'), to choose weights on
                     factor:float=25., # Winners' exponent
                     average:str='prob', # 'prob', 'logit', 'median' or 'vote' (see `ensemble`)
                     run:str='' # Run folder name (default: the split)
@@ -315,7 +316,12 @@ def ensemble_models(experiment:str='demo', # Experiment folder under outputs/
     lab_items, lab, chosen_on = items, None, None   # the labelled rows weights are chosen on, and their models' logits
     if labels: lab, chosen_on = read_labels(labels), str(labels)
     if leaderboard:   # the winners weighted by leaderboard (test-A) scores: score each model's prediction of that split
-        lb, lb_split = read_labels(leaderboard), Path(leaderboard).stem
+        if Path(leaderboard).suffix: lb, lb_split = read_labels(leaderboard), Path(leaderboard).stem
+        else:   # a split's name: its labels from the experiment's data (hidden answers, or a labelled valid/ or test/)
+            data, lb_split = experiment_data(experiment), leaderboard
+            lb = split_labels(data, leaderboard) if data is not None else None
+            if lb is None: raise ValueError(f"leaderboard={leaderboard!r}: the experiment's data ({data}) has no labels "
+                                            'for that split')
         sibs = [f.with_name(f.name.removesuffix(f'-{split}') + f'-{lb_split}') for f in folders]
         if missing := [str(s) for s in sibs if not s.exists()]:
             raise FileNotFoundError(f'leaderboard={leaderboard}: no {lb_split} predictions {missing} '
@@ -323,7 +329,7 @@ def ensemble_models(experiment:str='demo', # Experiment folder under outputs/
         lab_items, lab, chosen_on = check_aligned(sibs), lb, lb_split
         accs = ','.join(f'{top1(s, lb):.4f}' for s in lab_items)
         a = [float(x) for x in accs.split(',')]
-    how = weighting if weighting != 'auto' else 'fitted' if labels else 'winners' if accs else 'equal'
+    how = weighting if weighting != 'auto' else 'fitted' if labels else 'tempered' if leaderboard else 'winners' if accs else 'equal'
     if how in ('tempered', 'fitted') and lab is None:
         raise ValueError(f"weighting={how!r} needs labelled rows to choose the weights on: `leaderboard` or `labels`")
     if how == 'winners' and not accs and lab is None:
@@ -331,7 +337,8 @@ def ensemble_models(experiment:str='demo', # Experiment folder under outputs/
     ans, note = split_answers(items[0], split, experiment_data(experiment))   # the answers of the data it is on
     out = run_dir(experiment, '08_ensemble', run or split)
     params.update(models=[str(f) for f in folders], weighting=how, accs=accs)
-    inputs = [lg.npy for lg in items] + ([labels] if labels else []) + ([leaderboard] if leaderboard else [])
+    inputs = ([lg.npy for lg in items] + ([labels] if labels else []) +
+              ([leaderboard] if Path(leaderboard).suffix else []) + ([lg.npy for lg in lab_items] if leaderboard else []))
     with RunRecord(out, '08_ensemble', params=params, inputs=inputs) as rec:
         rec.metrics['answers'] = note
         if lab is not None:   # (M, n, C) float32 of the labelled rows, at most about 1 GB

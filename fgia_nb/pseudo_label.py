@@ -192,7 +192,7 @@ def split_answers(lg:Logits, # The scores (or logits) folder to score
                   path:Path|str='' # An answers CSV (`filename,label`) to use instead of `data`'s hidden answers
                  )->tuple:
     "`(answers, note)`: the answers of `lg`'s files (file name -> class name) or None, and which answers, or why none."
-    from fgia_nb.sources import answers_dir, read_answers
+    from fgia_nb.sources import answers_dir, read_answers, split_labels
     def read(p):
         ans = read_answers(p)
         return ans[ans.index.isin(lg.paths) & ~ans.index.duplicated()]
@@ -203,10 +203,13 @@ def split_answers(lg:Logits, # The scores (or logits) folder to score
         return ans, f'scored against {path} ({len(ans)} of {N} files)'
     if data is None: return None, 'not scored: no stage-00 manifest says which data these scores are of'
     p = answers_dir(data)/f'{split}.csv'
-    if not p.exists(): return None, f'not scored: {data} has no hidden answers for {split!r} (no {p})'
-    ans = read(p)
-    if not len(ans): return None, f'not scored: {p} names none of the {N} files of {lg.folder}'
-    return ans, f'scored against {p} ({len(ans)} of {N} files)'
+    if p.exists(): ans, where = read(p), str(p)
+    else:   # a dataset of one's own: the class folders of a labelled valid/ or test/
+        lab = split_labels(data, split) if Path(data).is_dir() else None
+        if lab is None: return None, f'not scored: {data} has no hidden answers for {split!r} (no {p}) nor class folders'
+        ans, where = lab[lab.index.isin(lg.paths)], f"the class folders of {data}'s {split!r} split"
+    if not len(ans): return None, f'not scored: {where} names none of the {N} files of {lg.folder}'
+    return ans, f'scored against {where} ({len(ans)} of {N} files)'
 
 # %% ../nbs/06_pseudo_label.ipynb #6d930ae2
 RULES = ('threshold', 'quota')

@@ -11,15 +11,15 @@ from .core import project_root, outputs_root, data_root, atomic_write_text, atom
 from .core import tree_fingerprint, read_run
 
 # %% auto #0
-__all__ = ['read_recipe', 'fill', 'notebook_path', 'notebook_params', 'type_ok', 'expand_steps', 'notebook_imports',
-           'step_notebook', 'fgia_imports', 'module_closure', 'code_fingerprint', 'param_paths', 'step_key',
-           'step_reads', 'read_keys', 'state_path', 'read_state', 'logged_runs', 'is_done', 'RecipeError',
-           'step_timings', 'run_step', 'clear_stale', 'waits_for', 'critical_path', 'undeclared_reads', 'run_recipe',
-           'score_row', 'ablation', 'md_table', 'plot_ablation', 'write_ablation', 'seed_ablation', 'pm', 'seed_table',
-           'seed_experiments', 'run_ablation', 'main']
+__all__ = ['KEY_FREE', 'read_recipe', 'fill', 'notebook_path', 'notebook_params', 'type_ok', 'recipe_vars', 'expand_steps',
+           'data_vars', 'notebook_imports', 'step_notebook', 'fgia_imports', 'module_closure', 'code_fingerprint',
+           'param_paths', 'step_key', 'step_reads', 'read_keys', 'state_path', 'read_state', 'logged_runs', 'is_done',
+           'RecipeError', 'step_timings', 'run_step', 'clear_stale', 'waits_for', 'critical_path', 'undeclared_reads',
+           'run_recipe', 'split_answers_of', 'score_row', 'ablation', 'md_table', 'plot_ablation', 'write_ablation',
+           'seed_ablation', 'pm', 'seed_table', 'seed_experiments', 'run_ablation', 'main']
 
 # %% ../nbs/10_recipe.ipynb #cdc6dbce
-_KEYS = {'experiment', 'description', 'vars', 'params', 'steps', 'ablation', 'jobs'}
+_KEYS = {'experiment', 'description', 'vars', 'read_data', 'params', 'steps', 'ablation', 'jobs'}
 
 def read_recipe(path:Path|str # A recipe YAML file
                )->dict:
@@ -91,11 +91,12 @@ def _unroll(recipe:dict, vars:dict)->list[tuple[str, dict]]:
             if 'rounds' not in s:
                 raw.append((where, fill(s, vars)))
                 continue
-            if not (isinstance(s['rounds'], list) and all(isinstance(r, dict) for r in s['rounds'])
+            rounds = fill(s['rounds'], vars)   # a placeholder alone may hold the rounds (e.g. `{test_rounds}`)
+            if not (isinstance(rounds, list) and all(isinstance(r, dict) for r in rounds)
                     and isinstance(s.get('steps'), list)):
                 raise ValueError('`rounds` is a list of mappings (the round variables) beside a `steps` list')
             raw += [(f'{where}.steps[{j}] (round {k})', fill(t, {**vars, **fill(rv, vars)}))
-                    for k, rv in enumerate(s['rounds']) for j, t in enumerate(s['steps'])]
+                    for k, rv in enumerate(rounds) for j, t in enumerate(s['steps'])]
         except (KeyError, ValueError, IndexError) as e: raise ValueError(f'{where}: {e}') from None
     return raw
 
@@ -124,17 +125,34 @@ def _check_step(where:str, s:dict, shared:dict)->dict:
     return dict(name=str(s['name']), notebook=str(nb), params=params, after=after, threads=threads)
 
 # %% ../nbs/10_recipe.ipynb #52cd969b
-def expand_steps(recipe:dict, # From `read_recipe`
-                 experiment:str|None=None, # Overrides the recipe's experiment
-                 vars:dict|None=None # Override the recipe's `vars`, e.g. `{'raw': '/data/webfg5000'}`
-                )->list[dict]:
-    "The recipe's steps in run order: rounds unrolled, placeholders filled, parameters merged and checked."
+def recipe_vars(recipe:dict, # From `read_recipe`
+                experiment:str|None=None, # Overrides the recipe's experiment
+                vars:dict|None=None # Override the recipe's `vars`, e.g. `{'raw': '/data/webfg5000'}`
+               )->dict:
+    "Every placeholder's value: the built-in ones, the recipe's `vars` with the overrides, and the data's facts."
     exp, over = experiment or recipe.get('experiment') or 'demo', vars or {}
     if unknown := set(over) - set(recipe.get('vars') or {}):
         raise ValueError(f"--var {sorted(unknown)}: the recipe has no such var (it has {sorted(recipe.get('vars') or {})})")
     vars = dict(experiment=exp, out=str(outputs_root()/exp), root=str(project_root()), data=str(data_root()),
                 nbs=str(project_root()/'nbs'))
-    vars.update(fill({**(recipe.get('vars') or {}), **over}, vars))
+    own = {**(recipe.get('vars') or {}), **over}
+    made = {k: v for k, v in own.items() if isinstance(v, dict) and set(v) == {'for', 'make'}}
+    vars.update(fill({k: v for k, v in own.items() if k not in made}, vars))
+    if 'read_data' in recipe: vars.update(data_vars(fill(recipe['read_data'], vars), vars))
+    for k, v in made.items():   # a list made once per round, e.g. each test split's pseudo-label manifest
+        rounds = fill(v['for'], vars)
+        if not (isinstance(rounds, list) and all(isinstance(r, dict) for r in rounds)):
+            raise ValueError(f'var {k}: `for` is a list of rounds (mappings), not {rounds!r}')
+        vars[k] = [fill(v['make'], {**vars, **r}) for r in rounds]
+    return vars
+
+def expand_steps(recipe:dict, # From `read_recipe`
+                 experiment:str|None=None, # Overrides the recipe's experiment
+                 vars:dict|None=None # Override the recipe's `vars`, e.g. `{'raw': '/data/webfg5000'}`
+                )->list[dict]:
+    "The recipe's steps in run order: rounds unrolled, placeholders filled, parameters merged and checked."
+    exp = experiment or recipe.get('experiment') or 'demo'
+    vars = recipe_vars(recipe, exp, vars)
     shared = {**fill(recipe.get('params') or {}, vars), 'experiment': exp}
     steps = [_check_step(where, s, shared) for where, s in _unroll(recipe, vars)]
     names = [s['name'] for s in steps]
@@ -145,6 +163,24 @@ def expand_steps(recipe:dict, # From `read_recipe`
         elif bad := [a for a in s['after'] if a not in names[:i]]:
             raise ValueError(f"step {s['name']!r}: after: {bad} names no step before it")
     return steps
+
+# %% ../nbs/10_recipe.ipynb #e572d031
+def data_vars(root:str, # The data root `read_data` names
+              vars:dict # The recipe's vars so far
+             )->dict:
+    "The vars a data root sets: each `auto` var from `data_facts`, then `test_rounds`, `eval_rounds` and `eval_splits`."
+    from fgia_nb.sources import data_facts
+    if not str(root).strip(): raise ValueError('the recipe reads its data from a var that is empty: give it, e.g. --var data=PATH')
+    facts = data_facts(root)
+    facts = {**facts, 'test_splits': ','.join(facts['test_splits'])}
+    if bad := sorted(k for k, v in vars.items() if v == 'auto' and k not in facts):
+        raise ValueError(f'var(s) {bad} are `auto`, but the data has no such fact (it has {sorted(facts)})')
+    out = {k: facts[k] for k, v in vars.items() if v == 'auto'}
+    tests = [s for s in str({**vars, **out}.get('test_splits', facts['test_splits'])).split(',') if s]
+    choose = {**vars, **out}.get('choose_split', facts['choose_split'])
+    evals = tests + ([choose] if choose and choose not in tests else [])
+    return {**out, 'test_rounds': [dict(split=s) for s in tests], 'eval_rounds': [dict(split=s) for s in evals],
+            'eval_splits': ','.join(evals)}
 
 # %% ../nbs/10_recipe.ipynb #be829ec5
 def _strip_directives(src:str)->str:
@@ -241,6 +277,8 @@ def param_paths(params:dict # A step's parameters
     return sorted({s for v in vals if isinstance(v, str) for s in v.split(',') if os.path.isabs(s)})
 
 # %% ../nbs/10_recipe.ipynb #89ff8fd4
+KEY_FREE = ('tracker', 'quiet')   # how a run is watched (curves sent to a tracker, progress bars), not what it makes
+
 def step_key(step:dict, # From `expand_steps`
              reads:dict|None=None, # What the step read: path -> key of the step that wrote it, or its fingerprint
              exp_dir:Path|None=None # The experiment's output folder
@@ -248,7 +286,8 @@ def step_key(step:dict, # From `expand_steps`
     "What a step's result depends on, hashed: its code, its parameters, the files they name, and what it read."
     exp_dir = Path(exp_dir or outputs_root()/step['params'].get('experiment', 'demo'))
     named = {p: _fingerprint(Path(p)) for p in param_paths(step['params']) if not _inside(p, exp_dir)}
-    blob = [Path(step['notebook']).name, step['params'], code_fingerprint(step['notebook']), named,
+    params = {k: v for k, v in step['params'].items() if k not in KEY_FREE}
+    blob = [Path(step['notebook']).name, params, code_fingerprint(step['notebook']), named,
             sorted((reads or {}).items())]
     return hashlib.sha1(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -478,6 +517,7 @@ def run_recipe(recipe:Path|str|dict, # A recipe file (or a `read_recipe` dict)
                log=print)->pd.DataFrame:
     "Run a recipe's steps, each once the steps it waits for are done, skipping the done ones; one row per step."
     r = recipe if isinstance(recipe, dict) else read_recipe(recipe)
+    filled = recipe_vars(r, experiment, vars)
     steps = expand_steps(r, experiment, vars)
     names = [s['name'] for s in steps]
     if until is not None:
@@ -553,29 +593,36 @@ def run_recipe(recipe:Path|str|dict, # A recipe file (or a `read_recipe` dict)
         df = pd.DataFrame([rows[s['name']] for s in steps])
         if not dry_run:
             with atomic_path(exp_dir/'recipe'/'summary.csv') as t: df.to_csv(t, index=False)
-            if r.get('ablation') and until is None: write_ablation(ablation(r['ablation'], exp_dir), exp_dir)
+            rows = [a for a in fill(r.get('ablation') or [], filled) if a.get('split', 'testb')]
+            if rows and until is None: write_ablation(ablation(rows, exp_dir), exp_dir)
+            elif r.get('ablation') and until is None: log('no ablation: the data has no labelled split to score on')
     ran, skipped = (df.action == 'ran').sum(), (df.action == 'skipped').sum()
     log(f'{ran} step(s) ran, {skipped} skipped, in {time.time() - t0:.0f} s' + (f', {jobs} at a time' if jobs > 1 else ''))
     return df
 
 # %% ../nbs/10_recipe.ipynb #27d96454
-def _answers_csv(split:str)->Path:
-    "The default dataset's hidden answers of `split`."
-    from fgia_nb.sources import answers_dir
-    p = answers_dir(data_root()/'fmnist_web')/f'{split}.csv'
-    if not p.exists(): raise FileNotFoundError(f'no hidden answers for {split!r} at {p}: the ablation needs the default dataset')
-    return p
+def split_answers_of(exp_dir:Path, # An experiment folder
+                     split:str # The split to score
+                    )->pd.Series:
+    "The known labels of `split` of the data the experiment ran on (its stage-00 manifest says which; else the default dataset)."
+    from fgia_nb.sources import split_labels
+    from fgia_nb.data_clean import read_manifest
+    man = Path(exp_dir)/'00_data_clean'/'default'/'manifest.parquet'
+    root = Path(read_manifest(man).attrs['data_root']) if man.exists() else data_root()/'fmnist_web'
+    ans = split_labels(root, split) if root.is_dir() else None
+    if ans is None: raise FileNotFoundError(f'no answers for split {split!r} of {root}: the ablation scores labelled splits only')
+    return ans
 
 def score_row(row:dict, exp_dir:Path, split:str='testb')->dict:
-    "Score one ablation row (`logits` folder or `submission` CSV) against the hidden answers."
+    "Score one ablation row (`logits` folder or `submission` CSV) against the answers of its split."
     from fgia_nb.sources import score
-    if 'submission' in row: return score(Path(exp_dir)/row['submission'], _answers_csv(split))
+    if 'submission' in row: return score(Path(exp_dir)/row['submission'], split_answers_of(exp_dir, split))
     from fgia_nb.logits import open_logits
     from fgia_nb.redistribute import argmax_labels, write_submission
     lg = open_logits(Path(exp_dir)/row['logits'])
     with tempfile.TemporaryDirectory() as d:
         pred = write_submission(Path(d)/'pred.csv', lg.paths, argmax_labels(lg), lg.classes)
-        return score(pred, _answers_csv(split))
+        return score(pred, split_answers_of(exp_dir, split))
 
 # %% ../nbs/10_recipe.ipynb #5d5e1395
 def ablation(rows:list, # Recipe rows: {row, logits | submission, split (default testb), ref (baseline | oracle | member)}

@@ -232,7 +232,8 @@ def redistribute_scores(experiment:str='demo', # Experiment folder under outputs
     S = open_logits(Path(scores_dir) if scores_dir else outputs_root()/experiment/'08_ensemble'/split)
     data = experiment_data(experiment)
     ans, note = split_answers(S, split, data, answers)   # before any work: which answers, if any, to score against
-    ans_path = None if ans is None else Path(answers) if answers else answers_dir(data)/f'{split}.csv'
+    hidden = None if data is None else answers_dir(data)/f'{split}.csv'   # else the class folders' labels, `ans`
+    ref = None if ans is None else Path(answers) if answers else hidden if hidden.exists() else ans
     out = run_dir(experiment, '09_redistribute', run or split)
     N, C = S.shape
     params.update(scores_dir=str(S.folder), K=K or int(0.9*N/C))
@@ -246,5 +247,5 @@ def redistribute_scores(experiment:str='demo', # Experiment folder under outputs
             write_submission(new/'pred_results.csv', S.paths, labs[method], S.classes)
             ax.figure.savefig(new/'class_counts.png', dpi=100, bbox_inches='tight', format='png')
         rec.outputs += [str(out/f'pred_{k}.csv') for k in labs] + [str(out/'pred_results.csv')]
-        if ans_path is not None: rec.metrics.update({k: score(out/f'pred_{k}.csv', ans_path) for k in labs})
+        if ref is not None: rec.metrics.update({k: score(out/f'pred_{k}.csv', ref) for k in labs})
     return pd.DataFrame({k: v for k, v in rec.metrics.items() if isinstance(v, dict)}).T

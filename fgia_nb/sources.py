@@ -14,7 +14,8 @@ from .core import data_root, class_names, atomic_write_text, _pid_alive
 # %% auto #0
 __all__ = ['FMNIST_DIRS', 'NOISE', 'fashion_mnist_dir', 'load_fashion_mnist', 'long_tail_counts', 'make_default_dataset',
            'clear_stale_builds', 'answers_dir', 'make_oracle_dataset', 'default_data_cli', 'read_train_txt',
-           'read_accv', 'read_imagefolder', 'read_fastai', 'read_source', 'read_submission', 'read_answers', 'score']
+           'read_accv', 'read_imagefolder', 'read_fastai', 'read_source', 'read_submission', 'read_answers', 'score',
+           'split_labels', 'data_facts']
 
 # %% ../nbs/base/01_sources.ipynb #1c39e107
 FMNIST_DIRS = [Path('/usr/share/datasets/fashion-mnist')]  # Debian's dataset-fashion-mnist
@@ -406,15 +407,16 @@ def read_accv(root:Path|str # Competition layout: train/<cls>/<cls>_<sha1>.jpg, 
 # %% ../nbs/base/01_sources.ipynb #4d363efd
 def read_imagefolder(root:Path|str # root/<class>/<files>, or root/<split>/<class>/<files> with split folders
                     )->pd.DataFrame:
-    "Rows for an ImageFolder tree; `train`/`valid`/`val`/`test` subfolders become splits."
+    "Rows for an ImageFolder tree; `train`/`valid`/`val`/`test` subfolders become splits, files loose in `test/` unlabelled."
     root = Path(root)
     splits = [s for s in ('train', 'valid', 'val', 'test') if (root/s).is_dir()]
     rows, stray = [], []
     for split, d in ([(s, root/s) for s in splits] or [('train', root)]):
         for p in _files(d):
             rel = p.relative_to(d)
-            if len(rel.parts) < 2: stray.append((p.relative_to(root).as_posix(), 'not in a class folder'))
-            else: rows.append((p.relative_to(root).as_posix(), rel.parts[0], 'valid' if split == 'val' else split))
+            if len(rel.parts) > 1: rows.append((p.relative_to(root).as_posix(), rel.parts[0], 'valid' if split == 'val' else split))
+            elif split == 'test': rows.append((p.relative_to(root).as_posix(), None, split))   # a competition's unlabelled test
+            else: stray.append((p.relative_to(root).as_posix(), 'not in a class folder'))
     beside = _beside(root, set(splits)) if splits else []
     stray += [(p.relative_to(root).as_posix(), 'outside the split folders') for p in beside]
     return _frame(rows, stray, 'imagefolder')
@@ -463,12 +465,71 @@ def read_answers(path:Path|str # A split's answers CSV: a `filename,label` heade
 
 # %% ../nbs/base/01_sources.ipynb #feb081eb
 def score(submission:Path|str, # pred_results.csv
-          answers:Path|str # The split's answers CSV (`filename,label`), e.g. `answers_dir(root)/'testb.csv'`
+          answers:Path|str|pd.Series # The split's answers CSV (`filename,label`), e.g. `answers_dir(root)/'testb.csv'`, or a Series
          )->dict:
     "Top-1 and class-balanced accuracy of a submission; missing files count as wrong."
-    ans = read_answers(answers)
+    ans = answers if isinstance(answers, pd.Series) else read_answers(answers)
     sub = read_submission(submission)
     pred = sub.reindex(ans.index)
     hit = (pred.values == ans.values)
     return dict(top1=float(hit.mean()), balanced=float(pd.Series(hit).groupby(ans.values).mean().mean()),
                 n=len(ans), missing=int(pred.isna().sum()), extra=int((~sub.index.isin(ans.index)).sum()))
+
+# %% ../nbs/base/01_sources.ipynb #8c21f42d
+def split_labels(root:Path|str, # A data root
+                 split:str # One of its splits, e.g. 'testb' or 'valid'
+                )->pd.Series|None:
+    "The known labels of a split's files (file name -> class): hidden answers, else class folders; None if unlabelled."
+    root = Path(root)
+    if (p := answers_dir(root)/f'{split}.csv').is_file(): return read_answers(p)
+    df = read_source(root)
+    rows = df[(df.split == split) & (df.reason == '') & df.label.notna()]
+    if not len(rows): return None
+    names = rows.path.map(lambda x: Path(x).name)
+    if (twice := names.duplicated(keep=False)).any():
+        a, b = rows.path[twice].iloc[:2]
+        raise ValueError(f'{root}: {a} and {b} share a file name; predictions and answers are keyed by file name, '
+                         f'so the files of split {split!r} need distinct names')
+    return pd.Series(rows.label.values, index=names.values, name='label')
+
+# %% ../nbs/base/01_sources.ipynb #b8b4bf99
+def _median_side(root:Path, paths, sample:int=256, seed:int=0)->float|None:
+    "The median shorter side of up to `sample` images of `paths`, from their headers; None if none opens."
+    paths = list(paths)
+    pick = np.random.default_rng(seed).permutation(len(paths))[:sample]
+    sides = []
+    for i in pick:
+        try:
+            with Image.open(root/paths[i]) as im: sides.append(min(im.size))
+        except Exception: continue
+    return float(np.median(sides)) if sides else None
+
+def data_facts(root:Path|str, # A data root: the competition layout or an ImageFolder
+               min_size:int=32, # Smallest image size proposed
+               max_size:int=224, # Largest image size proposed
+               sample:int=256 # Train images whose headers give the size
+              )->dict:
+    "What a recipe needs to know of a data root: classes, test splits, labelled splits, an image size."
+    root = Path(root)
+    df = read_source(root)
+    ok = df[df.reason == '']
+    train = ok[ok.split == 'train']
+    where = root/'train' if (root/'train').is_dir() else root
+    classes = sorted(train.label.dropna().unique())
+    if empty := sorted(d.name for d in where.iterdir() if d.is_dir() and not d.name.startswith('.') and not _files(d)):
+        warnings.warn(f'{where}: class folder(s) {empty} hold no files, so they are not classes')
+    if len(classes) < 2:
+        raise ValueError(f'{where}: {len(classes)} class folder(s) with images {classes}; a classifier needs at least two')
+    tests = [s for s in ('testa', 'testb', 'test') if (ok.split == s).any()]
+    if not tests: raise ValueError(f'{root}: no test images to predict: expected test/ (an ImageFolder) or testa/ and testb/')
+    labels = {s: split_labels(root, s) for s in ['valid', *tests]}
+    for s, lab in labels.items():
+        if lab is not None and (bad := sorted(set(lab) - set(classes))):
+            raise ValueError(f'{root/s}: class(es) {bad} are not among the {len(classes)} classes of {where}')
+    scored = [s for s in tests if labels[s] is not None]
+    score = scored[-1] if scored else 'valid' if labels['valid'] is not None else ''
+    choose = 'valid' if labels['valid'] is not None else next((s for s in scored if s != score), '')
+    side = _median_side(root, train.path.tolist(), sample)
+    size = min_size if side is None else int(np.clip(round(side/32)*32, min_size, max_size))
+    return dict(classes=classes, n_classes=len(classes), test_splits=tests, score_split=score, choose_split=choose,
+                img_size=size, train_images=len(train), smallest_class=int(train.label.value_counts().min()))

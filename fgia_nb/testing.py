@@ -12,8 +12,8 @@ from .core import class_names
 from .logits import logits_writer
 
 # %% auto #0
-__all__ = ['SYNTH_COLOURS', 'synthetic_manifest', 'uniform_labels', 'tail_bias', 'synthetic_logits', 'synthetic_models',
-           'synthetic_logit_file', 'toy_checkpoints']
+__all__ = ['SYNTH_COLOURS', 'PHOTO_CLASSES', 'synthetic_manifest', 'uniform_labels', 'tail_bias', 'synthetic_logits',
+           'synthetic_models', 'synthetic_logit_file', 'toy_checkpoints', 'photo_imagefolder']
 
 # %% ../nbs/97_testing.ipynb #9e7ae17c
 SYNTH_COLOURS = [(220, 40, 40), (40, 180, 40), (40, 60, 220), (230, 200, 30), (160, 40, 200), (30, 200, 200)]
@@ -123,3 +123,58 @@ def toy_checkpoints(folder:Path, n:int=3, width:int=4, seed:int=0)->list:
         save_file(t, str(p), metadata=meta)
         paths.append(p)
     return paths
+
+# %% ../nbs/97_testing.ipynb #e1da7db6
+PHOTO_CLASSES = {'cat': ['chelsea.png'], 'coffee': ['coffee.png'], 'rocket': ['rocket.jpg'], 'astronaut': ['astronaut.png'],
+                 'motorcycle': ['motorcycle_left.png', 'motorcycle_right.png'], 'galaxy': ['hubble_deep_field.jpg'],
+                 'retina': ['retina.jpg'], 'camera': ['camera.png'], 'coins': ['coins.png']}   # files of skimage/data/
+
+def _crop(a:np.ndarray, rng)->Image.Image:
+    "A random crop (30-100% of the area, aspect 3:4 to 4:3) of a photograph, resized to a side of 40-160 px, maybe flipped."
+    im = Image.fromarray(a)
+    W, H = im.size
+    s, r = rng.uniform(0.3, 1.), rng.uniform(0.75, 1.33)
+    w, h = min(W, int(W * np.sqrt(s * r))), min(H, int(H * np.sqrt(s / r)))
+    x, y = rng.integers(0, W - w + 1), rng.integers(0, H - h + 1)
+    side = int(rng.integers(40, 161))
+    im = im.crop((x, y, x + w, y + h)).resize((side, max(8, int(side * h / w))))
+    return im.transpose(Image.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else im
+
+def _save_kind(im:Image.Image, path:Path, kind:str):
+    "Save `im` as `kind`: jpeg, grey, exif (stored turned, with the orientation tag that turns it back), rgba or palette."
+    if kind == 'grey': im.convert('L').save(path.with_suffix('.jpg'), quality=90)
+    elif kind == 'exif':
+        ex = Image.Exif(); ex[0x0112] = 6   # "rotate 90° clockwise to display": exif_transpose undoes ROTATE_90
+        im.convert('RGB').transpose(Image.ROTATE_90).save(path.with_suffix('.jpg'), quality=90, exif=ex)
+    elif kind in ('rgba', 'palette'):
+        a = np.array(im.convert('RGBA'))
+        m = max(2, min(a.shape[:2]) // 8)   # a transparent frame hiding pure red
+        for sl in [np.s_[:m], np.s_[-m:], np.s_[:, :m], np.s_[:, -m:]]: a[sl] = (255, 0, 0, 0)
+        out = Image.fromarray(a)
+        if kind == 'palette':
+            p = out.convert('RGB').quantize(64)
+            p.info['transparency'] = p.getpixel((0, 0))   # the frame's palette entry, as bytes transparency
+            out = p
+        out.save(path.with_suffix('.png'), **({'transparency': out.info['transparency']} if kind == 'palette' else {}))
+    else: im.convert('RGB').save(path.with_suffix('.jpg'), quality=90)
+
+def photo_imagefolder(dest:Path|str, # The data root to write (train/, valid/, test/)
+                      counts=(24, 16, 12, 8, 6, 5), # Train images per class (at most 9 classes)
+                      n_valid:int=4, # Labelled `valid/` images per class
+                      n_test:int=6, # Labelled `test/` images per class
+                      seed:int=0)->Path:
+    "Write a long-tailed ImageFolder of crops of scikit-image's photographs, in every file kind web data brings."
+    import skimage
+    dest, rng, lib = Path(dest), np.random.default_rng(seed), Path(skimage.__file__).parent/'data'
+    kinds = ['jpeg'] * 5 + ['grey', 'exif', 'rgba', 'palette']
+    for c, (cls, names) in enumerate(list(PHOTO_CLASSES.items())[:len(counts)]):
+        photos = [np.asarray(Image.open(lib/n)) for n in names]
+        for split, n in [('train', counts[c]), ('valid', n_valid), ('test', n_test)]:
+            (dest/split/cls).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                a = photos[i % len(photos)]
+                _save_kind(_crop(a, rng), dest/split/cls/f'{cls}_{split}_{i:03d}', kinds[rng.integers(len(kinds))])
+    first = sorted((dest/'train'/list(PHOTO_CLASSES)[0]).iterdir())
+    (dest/'train'/list(PHOTO_CLASSES)[0]/'truncated.jpg').write_bytes(first[0].read_bytes()[:300])
+    (dest/'train'/list(PHOTO_CLASSES)[1]/'copy_of_a_cat.jpg').write_bytes(first[1].read_bytes())   # a duplicate, wrong class
+    return dest
