@@ -11,7 +11,7 @@ from torch import nn
 from fastai.data.transforms import get_image_files, image_extensions
 from timm.models import save_for_hf
 from timm.models._hub import save_config_for_hf
-from .core import atomic_path, atomic_dir
+from .core import atomic_path, atomic_dir, read_run
 from .data import test_dl, data_config
 from .finetune import checkpoint_meta, last_checkpoint, save_checkpoint, _timm_name
 from .finetune import load_model as load_checkpoint
@@ -21,8 +21,8 @@ from .ensemble import ensemble
 import fgia_nb.backbones   # registers the tiny models (cnn_demo, vit_demo, swinv2_demo) with timm
 
 # %% auto #0
-__all__ = ['FORMATS', 'read_inputs', 'model_spec', 'load_model', 'predict_logits', 'predict', 'write_results', 'export_model',
-           'predict_cli', 'export_cli']
+__all__ = ['FORMATS', 'read_inputs', 'model_spec', 'load_model', 'is_ensemble', 'ensemble_members', 'predict_logits', 'predict',
+           'write_results', 'export_model', 'predict_cli', 'export_cli']
 
 # %% ../nbs/09a_predict.ipynb #cf13d6ba
 def read_inputs(source # A folder (recursive), a text file (one path per line), a CSV (`path` or `filename` column), an image file, or a list of these
@@ -79,6 +79,24 @@ def load_model(source, # Anything `model_spec` takes; usually an `export_model` 
     kw = dict(img_size=img_size) if fixed and img_size and img_size != spec['config'].get('img_size') else {}
     return timm.create_model(f'local-dir:{Path(source).absolute()}', pretrained=True, **kw).eval()
 
+# %% ../nbs/09a_predict.ipynb #19836196
+def is_ensemble(source)->bool:
+    "Whether `source` is a stage-08 run folder."
+    return Path(source).is_dir() and (Path(source)/'run.json').is_file() and read_run(source).get('stage') == '08_ensemble'
+
+def ensemble_members(folder # A stage-08 run folder
+                    )->tuple[list, list]:
+    "The checkpoints (or soups) of a stage-08 ensemble's members and the weights it gave them."
+    r = read_run(folder)
+    if r.get('stage') != '08_ensemble': raise ValueError(f'{folder} is not a stage-08 run (its run.json says {r.get("stage")!r})')
+    models, ws = r['params']['models'], r['metrics'].get('weights') or {}
+    cks = []
+    for m in models:
+        ck = read_run(m)['params'].get('checkpoint') if (Path(m)/'run.json').is_file() else None
+        if not ck: raise FileNotFoundError(f'{folder}: member {m} has no stage-05 run record naming its checkpoint')
+        cks.append(ck)
+    return cks, [float(ws.get(m, 1.)) for m in models]
+
 # %% ../nbs/09a_predict.ipynb #f152bd07
 _UNREADABLE = re.compile(r'ImageDataset: (.*) is unreadable \((.*)\); using a black image', re.S)
 
@@ -118,7 +136,7 @@ def predict_logits(source, # A model (see `model_spec`)
 
 # %% ../nbs/09a_predict.ipynb #d8d7c95f
 def predict(inputs, # Images (see `read_inputs`)
-            models, # One model or a list (see `model_spec`): checkpoints, run folders, soups, export folders
+            models, # One model or a list (see `model_spec`): checkpoints, run folders, soups, export folders, stage-08 runs
             weights=None, # One weight per model (default equal): probabilities are averaged with them, as stage 08 does
             topk:int=5, # Classes per image, best first
             flip:bool=True, # Flip TTA
@@ -134,6 +152,10 @@ def predict(inputs, # Images (see `read_inputs`)
     if not models: raise ValueError('predict: no model given')
     if weights is not None and len(weights) != len(models):
         raise ValueError(f'weights {list(weights)}: give one weight per model ({len(models)} models)')
+    if any(is_ensemble(m) for m in models):   # a stage-08 run: its members, each weight times the run's own
+        parts = [ensemble_members(m) if is_ensemble(m) else ([m], [1.]) for m in models]
+        weights = [w * v for (_, vs), w in zip(parts, weights or [1.] * len(models)) for v in vs]
+        models = [m for ms, _ in parts for m in ms]
     if topk < 1: raise ValueError(f'topk={topk}: give at least 1')
     if device != 'auto' and device.startswith('cuda') and not torch.cuda.is_available():
         raise ValueError(f'device {device!r}: no CUDA device here (use cpu or auto)')
@@ -232,6 +254,7 @@ def export_model(source, # A stage-04 checkpoint or run folder, or a stage-07 so
 _PREDICT_EXAMPLES = """examples:
   fgia predict photos/ -m outputs/demo/04_finetune/cnn_la_r1 -o preds.csv
   fgia predict list.txt -m outputs/demo/07_model_soup/cnn_la_r1 --topk 1 -o preds.json
+  fgia predict new_photos/ -m outputs/mine/08_ensemble/test -o preds.csv      # what `fgia run recipes/custom.yaml` submitted
   fgia predict images.csv -m cnn_export/ -m vit_export/ --weights 0.6,0.4 --sizes 32,40 --device cuda -o preds.parquet
   fgia export outputs/demo/07_model_soup/cnn_la_r1 cnn_export/"""
 
@@ -249,8 +272,8 @@ def predict_cli(argv:list|None=None # Arguments after `fgia predict` (default `s
     ap.add_argument('inputs', nargs='+', metavar='INPUT', help='a folder of images (searched recursively), a text file '
                     'with one image path per line, a CSV with a `path` or `filename` column, or image files')
     ap.add_argument('-m', '--model', action='append', required=True, metavar='MODEL', help='a stage-04 checkpoint '
-                    '(.safetensors) or run folder (its last checkpoint), a stage-07 soup, or a folder from `fgia export`; '
-                    'repeat for an ensemble')
+                    '(.safetensors) or run folder (its last checkpoint), a stage-07 soup, a folder from `fgia export`, or a '
+                    'stage-08 run folder (its members, with its weights); repeat for an ensemble')
     ap.add_argument('--weights', default=None, metavar='W1,W2,..', help='ensemble weights, one per --model (default '
                     'equal): the models\' probabilities are averaged with them, as stage 08 does')
     ap.add_argument('-o', '--out', default=None, metavar='FILE', help='results file (default: CSV on stdout)')

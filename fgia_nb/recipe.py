@@ -593,7 +593,10 @@ def run_recipe(recipe:Path|str|dict, # A recipe file (or a `read_recipe` dict)
         df = pd.DataFrame([rows[s['name']] for s in steps])
         if not dry_run:
             with atomic_path(exp_dir/'recipe'/'summary.csv') as t: df.to_csv(t, index=False)
-            rows = [a for a in fill(r.get('ablation') or [], filled) if a.get('split', 'testb')]
+            rows, seen = [], set()   # rows of an empty split left out, a row already above not repeated
+            for a in fill(r.get('ablation') or [], filled):
+                what = (a.get('logits') or a.get('submission'), a.get('split', 'testb'))
+                if what[1] and what not in seen: rows.append(a); seen.add(what)
             if rows and until is None: write_ablation(ablation(rows, exp_dir), exp_dir)
             elif r.get('ablation') and until is None: log('no ablation: the data has no labelled split to score on')
     ran, skipped = (df.action == 'ran').sum(), (df.action == 'skipped').sum()
