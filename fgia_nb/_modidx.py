@@ -538,6 +538,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'fgia_nb.recipe._unroll': ('recipe.html#_unroll', 'fgia_nb/recipe.py'),
                                 'fgia_nb.recipe._worker_init': ('recipe.html#_worker_init', 'fgia_nb/recipe.py'),
                                 'fgia_nb.recipe.ablation': ('recipe.html#ablation', 'fgia_nb/recipe.py'),
+                                'fgia_nb.recipe.apply_overlay': ('recipe.html#apply_overlay', 'fgia_nb/recipe.py'),
                                 'fgia_nb.recipe.clear_stale': ('recipe.html#clear_stale', 'fgia_nb/recipe.py'),
                                 'fgia_nb.recipe.code_fingerprint': ('recipe.html#code_fingerprint', 'fgia_nb/recipe.py'),
                                 'fgia_nb.recipe.critical_path': ('recipe.html#critical_path', 'fgia_nb/recipe.py'),

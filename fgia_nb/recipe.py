@@ -12,11 +12,12 @@ from .core import tree_fingerprint, read_run
 
 # %% auto #0
 __all__ = ['KEY_FREE', 'read_recipe', 'fill', 'notebook_path', 'notebook_params', 'type_ok', 'recipe_vars', 'expand_steps',
-           'data_vars', 'notebook_imports', 'step_notebook', 'fgia_imports', 'module_closure', 'code_fingerprint',
-           'param_paths', 'step_key', 'step_reads', 'read_keys', 'state_path', 'read_state', 'logged_runs', 'is_done',
-           'RecipeError', 'step_timings', 'run_step', 'clear_stale', 'waits_for', 'critical_path', 'undeclared_reads',
-           'run_recipe', 'split_answers_of', 'score_row', 'ablation', 'md_table', 'plot_ablation', 'write_ablation',
-           'seed_ablation', 'pm', 'seed_table', 'seed_experiments', 'run_ablation', 'main']
+           'data_vars', 'apply_overlay', 'notebook_imports', 'step_notebook', 'fgia_imports', 'module_closure',
+           'code_fingerprint', 'param_paths', 'step_key', 'step_reads', 'read_keys', 'state_path', 'read_state',
+           'logged_runs', 'is_done', 'RecipeError', 'step_timings', 'run_step', 'clear_stale', 'waits_for',
+           'critical_path', 'undeclared_reads', 'run_recipe', 'split_answers_of', 'score_row', 'ablation', 'md_table',
+           'plot_ablation', 'write_ablation', 'seed_ablation', 'pm', 'seed_table', 'seed_experiments', 'run_ablation',
+           'main']
 
 # %% ../nbs/10_recipe.ipynb #cdc6dbce
 _KEYS = {'experiment', 'description', 'vars', 'read_data', 'params', 'steps', 'ablation', 'jobs'}
@@ -101,7 +102,7 @@ def _unroll(recipe:dict, vars:dict)->list[tuple[str, dict]]:
     return raw
 
 # %% ../nbs/10_recipe.ipynb #ed16263e
-def _check_step(where:str, s:dict, shared:dict)->dict:
+def _check_step(where:str, s:dict, shared:dict, force:dict|None=None)->dict:
     "One step with its notebook's path and its full parameters, each known to the notebook and of its declared type."
     if not isinstance(s, dict) or not {'name', 'notebook'} <= set(s):
         raise ValueError(f'{where}: a step needs a `name` and a `notebook`: {s!r}')
@@ -118,7 +119,7 @@ def _check_step(where:str, s:dict, shared:dict)->dict:
     known = notebook_params(nb)
     if bad := set(own) - set(known):
         raise ValueError(f"step {s['name']!r}: {nb.name} has no parameter(s) {sorted(bad)}; it takes {sorted(known)}")
-    params = {**{k: v for k, v in shared.items() if k in known}, **own}
+    params = {**{k: v for k, v in shared.items() if k in known}, **own, **{k: v for k, v in (force or {}).items() if k in known}}
     for k, v in params.items():
         t = known[k]['inferred_type_name']
         if not type_ok(v, t): raise ValueError(f"step {s['name']!r}: parameter {k}={v!r} is not of type {t} ({nb.name})")
@@ -154,7 +155,8 @@ def expand_steps(recipe:dict, # From `read_recipe`
     exp = experiment or recipe.get('experiment') or 'demo'
     vars = recipe_vars(recipe, exp, vars)
     shared = {**fill(recipe.get('params') or {}, vars), 'experiment': exp}
-    steps = [_check_step(where, s, shared) for where, s in _unroll(recipe, vars)]
+    force = fill(recipe.get('force') or {}, vars)   # an overlay's parameters, over every step's own
+    steps = [_check_step(where, s, shared, force) for where, s in _unroll(recipe, vars)]
     names = [s['name'] for s in steps]
     if len(set(names)) < len(names):
         raise ValueError(f'step names must be unique: {sorted({n for n in names if names.count(n) > 1})}')
@@ -181,6 +183,30 @@ def data_vars(root:str, # The data root `read_data` names
     evals = tests + ([choose] if choose and choose not in tests else [])
     return {**out, 'test_rounds': [dict(split=s) for s in tests], 'eval_rounds': [dict(split=s) for s in evals],
             'eval_splits': ','.join(evals)}
+
+# %% ../nbs/10_recipe.ipynb #21675908
+_OVERLAY_KEYS = {'experiment', 'description', 'vars', 'params', 'replace', 'jobs'}
+
+def apply_overlay(recipe:dict, # From `read_recipe`
+                  overlay:Path|str|dict # An overlay file (or its dict)
+                 )->dict:
+    "The recipe with an overlay's changes: its vars, experiment and jobs; `params` forced on every step; `replace`d values."
+    o = overlay if isinstance(overlay, dict) else yaml.safe_load(Path(overlay).read_text()) or {}
+    where = 'the overlay' if isinstance(overlay, dict) else str(overlay)
+    if not isinstance(o, dict) or set(o) - _OVERLAY_KEYS:
+        raise ValueError(f'{where}: an overlay is a mapping with keys among {sorted(_OVERLAY_KEYS)}')
+    if bad := sorted(set(o.get('vars') or {}) - set(recipe.get('vars') or {})):
+        raise ValueError(f"{where}: var(s) {bad} are not the recipe's (it has {sorted(recipe.get('vars') or {})})")
+    rep = o.get('replace') or {}
+    swap = lambda p: {k: rep.get(v, v) if isinstance(v, str) else v for k, v in (p or {}).items()}
+    def step(s):
+        if not isinstance(s, dict): return s
+        if 'rounds' in s: return {**s, 'steps': [step(t) for t in s.get('steps') or []]}
+        return {**s, 'params': swap(s.get('params'))} if 'params' in s else s
+    return {**recipe, **{k: o[k] for k in ('experiment', 'description', 'jobs') if k in o},
+            'vars': {**(recipe.get('vars') or {}), **(o.get('vars') or {})},
+            'force': {**(recipe.get('force') or {}), **(o.get('params') or {})},
+            'steps': [step(s) for s in recipe['steps']]}
 
 # %% ../nbs/10_recipe.ipynb #be829ec5
 def _strip_directives(src:str)->str:
@@ -754,6 +780,8 @@ def main(argv:list|None=None):
     r.add_argument('--var', action='append', default=[], metavar='NAME=VALUE',
                    help="override one of the recipe's vars (YAML value)")
     r.add_argument('--jobs', type=int, default=None, help="steps run at once (default: the recipe's `jobs`, else 1)")
+    r.add_argument('--overlay', default=None, metavar='FILE', help="a recipe's changes kept apart: vars, params forced on "
+                   "every step, values replaced (e.g. recipes/toy.yaml)")
     b = sub.add_parser('ablation', help="run a recipe once per seed; its ablation's mean and sd over the seeds")
     b.add_argument('recipe')
     b.add_argument('--seeds', default='0,1,2', help='comma-separated seeds (the first is the plain run)')
@@ -768,7 +796,9 @@ def main(argv:list|None=None):
         if a.cmd == 'ablation':
             seeds = [int(s) for s in a.seeds.split(',')]
             df = run_ablation(a.recipe, seeds, a.experiment, vars, a.jobs, log=log)
-        else: df = run_recipe(a.recipe, a.experiment, a.force, a.until, a.dry_run, vars, a.jobs, log=log)
+        else:
+            rec = apply_overlay(read_recipe(a.recipe), a.overlay) if a.overlay else a.recipe
+            df = run_recipe(rec, a.experiment, a.force, a.until, a.dry_run, vars, a.jobs, log=log)
     except (RecipeError, FileNotFoundError, ValueError, KeyError) as e: sys.exit(f'fgia: {e}')
     except KeyboardInterrupt:
         print('fgia: interrupted; finished steps are kept, and the same command continues from the interrupted one',
