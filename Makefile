@@ -60,10 +60,10 @@ custom-default: data
 	$(BIN)/fgia run recipes/custom.yaml --var data=$(CURDIR)/data/fmnist_web --var img_size=32 --var epochs=3 --experiment custom-default
 	@cat outputs/custom-default/ablation.md
 
-# The winners' full recipe at toy scale (tiny models, one epoch, the default dataset): every step of
+# The winners' full recipe at toy scale (tiny models, one epoch, a small build of the default dataset): every step of
 # recipes/accv2022.yaml run on CPU before anyone rents GPUs for it.
 smoke-accv: data
-	$(BIN)/fgia-default-data
+	$(BIN)/fgia-default-data --dest $(CURDIR)/data/fmnist_toy --n-max 400 --n-testa 50 --n-testb 50
 	$(BIN)/fgia run recipes/accv2022.yaml --overlay recipes/toy.yaml
 
 # The exported modules must be exactly what nbdev-export makes of the notebooks.

@@ -296,10 +296,12 @@ def make_oracle_dataset(dest:Path|str|None=None, # Data root to create (default 
 def default_data_cli(dest:str=None, # Data root to create (default data/fmnist_web)
                      seed:int=42, # Seed
                      n_max:int=4000, # Train images in the largest class
+                     n_testa:int=400, # Test-A images per class
+                     n_testb:int=600, # Test-B images per class
                      force:bool=False # Rebuild even if present
                     ):
     "Build the default web-like dataset and, beside it, its oracle (`fgia-default-data`)."
-    root = make_default_dataset(dest, n_max=n_max, seed=seed, force=force)
+    root = make_default_dataset(dest, n_max=n_max, n_testa=n_testa, n_testb=n_testb, seed=seed, force=force)
     orc = make_oracle_dataset(root.with_name('fmnist_oracle'), force=force)
     print(f'default dataset at {root} (answers at {answers_dir(root)}); its clean, balanced oracle at {orc}')
 

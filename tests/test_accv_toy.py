@@ -22,8 +22,10 @@ def test_the_overlay_keeps_the_recipe_and_changes_only_scale():
         assert {k: v for k, v in r['params'].items() if k in same} == {k: v for k, v in t['params'].items() if k in same}, r['name']
 
 def test_every_step_of_the_winners_recipe_runs(tmp_path):
+    from fgia_nb.sources import make_default_dataset
+    raw = make_default_dataset(tmp_path/'fmnist_toy', n_max=400, n_testa=50, n_testb=50)   # what `make smoke-accv` builds
     env = {**os.environ, 'FGIA_OUTPUTS': str(tmp_path), 'HF_HUB_OFFLINE': '1'}
-    p = subprocess.run([FGIA, 'run', str(ACCV), '--overlay', str(TOY)], cwd=project_root(), env=env,
+    p = subprocess.run([FGIA, 'run', str(ACCV), '--overlay', str(TOY), '--var', f'raw={raw}'], cwd=project_root(), env=env,
                        capture_output=True, text=True, timeout=3000)
     assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
     exp = tmp_path/'accv-toy'
@@ -33,5 +35,5 @@ def test_every_step_of_the_winners_recipe_runs(tmp_path):
     assert len(ens['params']['models']) == 17
     red = read_run(exp/'09_redistribute'/'testb')
     n, c = len(pd.read_csv(exp/'09_redistribute'/'testb'/'pred_results.csv', header=None)), 10
-    assert red['params']['K'] == int(0.9 * n / c)                     # K from N / C
+    assert n == 500 and red['params']['K'] == int(0.9 * n / c)        # K from N / C
     assert 'top1' in red['metrics']['prior_match']                     # scored against the default data's answers

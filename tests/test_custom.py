@@ -48,7 +48,7 @@ def test_each_test_image_is_submitted_and_scored(photos):
     assert sorted(sub.file) == sorted(p.name for p in (root/'test').rglob('*.*'))
     assert set(sub.label) <= {d.name for d in (root/'train').iterdir()}
     abl = pd.read_csv(exp/'ablation.csv')
-    assert len(abl) == 9 and abl.top1.notna().all()
+    assert len(abl) == 10 and abl.top1.notna().all()
     assert (abl.ref == 'valid').sum() == 3                                # the first rows again, on valid/
     assert abl.set_index('step').top1['the submission'] > 0.5             # 6 classes: chance is 1/6
 
