@@ -153,7 +153,7 @@ def _plot_examples(tab:pd.DataFrame, root:Path, n:int=8):
     fig, axs = plt.subplots(len(groups), n, figsize=(1.6 * n, 1.9 * len(groups)), squeeze=False)
     for (r, g), row in zip(groups, axs):
         row[0].set_ylabel(r)
-        for ax, (_, e) in zip(row, list(g.iterrows()) + [None] * (n - len(g))):
+        for ax, e in zip(row, [e for _, e in g.iterrows()] + [None] * (n - len(g))):   # fewer than n: blank cells
             ax.set_xticks([]); ax.set_yticks([])
             if e is None: ax.axis('off'); continue
             with Image.open(root/e.path) as im: ax.imshow(to_rgb(im))   # as the loaders read it

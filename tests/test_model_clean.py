@@ -47,3 +47,13 @@ def test_it_finds_wrong_labels_far_more_often_than_clean_ones(cleaned):
     rec = json.loads((out/'run.json').read_text())
     assert rec['status'] == 'complete' and rec['metrics']['recall_wrong_label'] == pytest.approx(ev.recall['wrong_label'])
     assert 0 < rec['metrics']['precision_label'] <= 1
+
+def test_the_examples_figure_takes_groups_smaller_than_a_row(tmp_path):
+    "A defect kind with fewer flagged images than the figure's columns leaves blank cells (it failed on small data)."
+    import pandas as pd
+    from PIL import Image
+    from fgia_nb.model_clean import _plot_examples
+    Image.new('RGB', (32, 32), 'red').save(tmp_path/'a.png')
+    tab = pd.DataFrame(dict(path=['a.png'], reason=['label_issue'], given=['0000'], suggested=['0001']))
+    fig = _plot_examples(tab, tmp_path, n=4)
+    assert len(fig.axes) == 4 and sum(ax.axison for ax in fig.axes) == 1
