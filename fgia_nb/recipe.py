@@ -149,11 +149,12 @@ def recipe_vars(recipe:dict, # From `read_recipe`
 
 def expand_steps(recipe:dict, # From `read_recipe`
                  experiment:str|None=None, # Overrides the recipe's experiment
-                 vars:dict|None=None # Override the recipe's `vars`, e.g. `{'raw': '/data/webfg5000'}`
+                 vars:dict|None=None, # Override the recipe's `vars`, e.g. `{'raw': '/data/webfg5000'}`
+                 filled:dict|None=None # `recipe_vars`' result, when already made (the data is read once)
                 )->list[dict]:
     "The recipe's steps in run order: rounds unrolled, placeholders filled, parameters merged and checked."
     exp = experiment or recipe.get('experiment') or 'demo'
-    vars = recipe_vars(recipe, exp, vars)
+    vars = filled if filled is not None else recipe_vars(recipe, exp, vars)
     shared = {**fill(recipe.get('params') or {}, vars), 'experiment': exp}
     force = fill(recipe.get('force') or {}, vars)   # an overlay's parameters, over every step's own
     steps = [_check_step(where, s, shared, force) for where, s in _unroll(recipe, vars)]
@@ -544,7 +545,7 @@ def run_recipe(recipe:Path|str|dict, # A recipe file (or a `read_recipe` dict)
     "Run a recipe's steps, each once the steps it waits for are done, skipping the done ones; one row per step."
     r = recipe if isinstance(recipe, dict) else read_recipe(recipe)
     filled = recipe_vars(r, experiment, vars)
-    steps = expand_steps(r, experiment, vars)
+    steps = expand_steps(r, experiment, filled=filled)
     names = [s['name'] for s in steps]
     if until is not None:
         if until not in names: raise ValueError(f'--until {until!r}: the recipe has no such step (it has {names})')

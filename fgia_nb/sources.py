@@ -479,12 +479,13 @@ def score(submission:Path|str, # pred_results.csv
 
 # %% ../nbs/base/01_sources.ipynb #8c21f42d
 def split_labels(root:Path|str, # A data root
-                 split:str # One of its splits, e.g. 'testb' or 'valid'
+                 split:str, # One of its splits, e.g. 'testb' or 'valid'
+                 rows:pd.DataFrame|None=None # `read_source(root)`, when already read
                 )->pd.Series|None:
     "The known labels of a split's files (file name -> class): hidden answers, else class folders; None if unlabelled."
     root = Path(root)
     if (p := answers_dir(root)/f'{split}.csv').is_file(): return read_answers(p)
-    df = read_source(root)
+    df = read_source(root) if rows is None else rows
     rows = df[(df.split == split) & (df.reason == '') & df.label.notna()]
     if not len(rows): return None
     names = rows.path.map(lambda x: Path(x).name)
@@ -524,7 +525,7 @@ def data_facts(root:Path|str, # A data root: the competition layout or an ImageF
         raise ValueError(f'{where}: {len(classes)} class folder(s) with images {classes}; a classifier needs at least two')
     tests = [s for s in ('testa', 'testb', 'test') if (ok.split == s).any()]
     if not tests: raise ValueError(f'{root}: no test images to predict: expected test/ (an ImageFolder) or testa/ and testb/')
-    labels = {s: split_labels(root, s) for s in ['valid', *tests]}
+    labels = {s: split_labels(root, s, df) for s in ['valid', *tests]}
     for s, lab in labels.items():
         if lab is not None and (bad := sorted(set(lab) - set(classes))):
             raise ValueError(f'{root/s}: class(es) {bad} are not among the {len(classes)} classes of {where}')
