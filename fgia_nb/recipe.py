@@ -636,9 +636,8 @@ def split_answers_of(exp_dir:Path, # An experiment folder
                     )->pd.Series:
     "The known labels of `split` of the data the experiment ran on (its stage-00 manifest says which; else the default dataset)."
     from fgia_nb.sources import split_labels
-    from fgia_nb.data_clean import read_manifest
-    man = Path(exp_dir)/'00_data_clean'/'default'/'manifest.parquet'
-    root = Path(read_manifest(man).attrs['data_root']) if man.exists() else data_root()/'fmnist_web'
+    from fgia_nb.pseudo_label import experiment_data
+    root = experiment_data(manifest=Path(exp_dir)/'00_data_clean'/'default'/'manifest.parquet') or data_root()/'fmnist_web'
     ans = split_labels(root, split) if root.is_dir() else None
     if ans is None: raise FileNotFoundError(f'no answers for split {split!r} of {root}: the ablation scores labelled splits only')
     return ans
