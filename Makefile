@@ -9,7 +9,7 @@ STAMP := $(VENV)/.fgia-installed
 TORCH := torch==2.14.1 torchvision==0.29.1
 EXP ?= demo
 
-.PHONY: setup demo ablation sweep custom-default smoke-accv test data docs browser export-check nbtest pytest bench-clean bench-mae bench-train bench-data bench-post readme clean-outputs
+.PHONY: setup demo ablation sweep custom-default smoke-accv test data docs browser export-check nbtest pytest bench-clean bench-mae bench-train bench-data bench-post bench-stage00 bench-scale readme clean-outputs
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -106,6 +106,14 @@ bench-data: $(STAMP) data
 	$(BIN)/python benchmarks/bench_data.py
 bench-post: $(STAMP)
 	$(BIN)/python benchmarks/bench_post.py
+bench-stage00: $(STAMP)
+	$(BIN)/python benchmarks/bench_stage00.py --json-out outputs/bench/stage00.json
+
+# Competition scale on one machine: stage 00 over 200,000 small files (a fifth of the competition's; the tree is
+# written once into bench_data/), then ensemble and re-distribution over 17 x 90,000 x 5,000 float16 logits (15 GB,
+# deleted after). The figures go to outputs/bench/ and `make readme` renders them.
+bench-scale: bench-stage00
+	$(BIN)/python benchmarks/bench_post.py --full --json-out outputs/bench/post-full.json
 
 # README.md from nbs/index.ipynb, executed: the ablation table, chart and timings come from the last demo run's files
 # (outputs/demo/ablation.csv, .png, recipe/summary.csv), with the commit and date that made them.

@@ -107,7 +107,8 @@ def bench_post(models:int=5, # Models (M)
                soup_mb:float=300., # Size of each synthetic checkpoint (MB)
                repeats:int=3, # Runs of every phase (the median is reported)
                tmp:str=None, # Folder for the files (default: the system temp dir)
-               keep:bool=False # Keep the files
+               keep:bool=False, # Keep the files
+               json_out:str=None # Also write the figures to this JSON file
               )->dict:
     "Time and measure the memory of ensemble, re-distribution and soup at competition scale on synthetic logits."
     from fgia_nb.testing import uniform_labels, tail_bias, synthetic_logit_file
@@ -150,7 +151,12 @@ def bench_post(models:int=5, # Models (M)
               "above the RSS before the work")
         print(f'  load average at the end {os.getloadavg()[0]:.1f} (wall times on a possibly shared machine)')
         r.update(models=M, n=n, c=c, checkpoint_mb=ck_mb, ensemble_over_read=r['ensemble']['wall_s']/rd,
-                 soup_over_read=r['soup']['wall_s']/sr)
+                 soup_over_read=r['soup']['wall_s']/sr, repeats=repeats, cpus=os.cpu_count())
+        if json_out:
+            from datetime import datetime, timezone
+            from fgia_nb.core import atomic_write_text, git_commit
+            r.update(date=datetime.now(timezone.utc).isoformat(timespec='minutes'), commit=git_commit())
+            atomic_write_text(Path(json_out), json.dumps(r, indent=1))
         return r
     finally:
         if not keep: shutil.rmtree(root, ignore_errors=True)
