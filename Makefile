@@ -9,7 +9,7 @@ STAMP := $(VENV)/.fgia-installed
 TORCH := torch==2.14.1 torchvision==0.29.1
 EXP ?= demo
 
-.PHONY: setup demo ablation sweep custom-default smoke-accv test data docs browser export-check nbtest pytest bench-clean bench-mae bench-train bench-data bench-post readme clean-outputs
+.PHONY: setup demo ablation sweep custom-default smoke-accv test data docs browser export-check nbtest pytest bench-clean bench-mae bench-train bench-data bench-post gpu-check readme clean-outputs
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -106,6 +106,12 @@ bench-data: $(STAMP) data
 	$(BIN)/python benchmarks/bench_data.py
 bench-post: $(STAMP)
 	$(BIN)/python benchmarks/bench_post.py
+
+# Training (Swin-V2-L 384, ViT-L 448: bf16, channels_last, compile), MAE ViT-L and flip-TTA images/s per GPU and peak
+# memory, against plain bf16 and the winners' log (outputs/gpu_check.json). A few minutes on one GPU; without CUDA it
+# runs the same configurations with the tiny archs (half a minute) and never overwrites a GPU run's figures.
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py --json outputs/gpu_check.json
 
 # README.md from nbs/index.ipynb, executed: the ablation table, chart and timings come from the last demo run's files
 # (outputs/demo/ablation.csv, .png, recipe/summary.csv), with the commit and date that made them.
