@@ -9,7 +9,7 @@ STAMP := $(VENV)/.fgia-installed
 TORCH := torch==2.14.1 torchvision==0.29.1
 EXP ?= demo
 
-.PHONY: setup demo ablation sweep custom-default smoke-accv test data docs browser export-check nbtest pytest bench-clean bench-mae bench-train bench-data bench-post bench-stage00 bench-scale readme clean-outputs
+.PHONY: setup demo ablation sweep custom-default smoke-accv test data docs browser export-check nbtest pytest bench-clean bench-mae bench-train bench-data bench-post bench-stage00 bench-scale gpu-check readme clean-outputs
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -114,6 +114,12 @@ bench-stage00: $(STAMP)
 # deleted after). The figures go to outputs/bench/ and `make readme` renders them.
 bench-scale: bench-stage00
 	$(BIN)/python benchmarks/bench_post.py --full --json-out outputs/bench/post-full.json
+
+# Training (Swin-V2-L 384, ViT-L 448: bf16, channels_last, compile), MAE ViT-L and flip-TTA images/s per GPU and peak
+# memory, against plain bf16 and the winners' log (outputs/bench/gpu_check.json). A few minutes on one GPU; without CUDA it
+# runs the same configurations with the tiny archs (half a minute) and never overwrites a GPU run's figures.
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py --json outputs/bench/gpu_check.json
 
 # README.md from nbs/index.ipynb, executed: the ablation table, chart and timings come from the last demo run's files
 # (outputs/demo/ablation.csv, .png, recipe/summary.csv), with the commit and date that made them.
