@@ -42,7 +42,7 @@ from fastai.data.core import DataLoaders
 
 ROOT = Path(__file__).resolve().parents[1]
 WINNERS = dict(model='Swin-L (V1) 384 px', gpu='A100', bs=16, s_per_iter=0.72,
-               source="the ACCV 2022 winners' training log (issue 16)")
+               source="the ACCV 2022 winners' training log (https://github.com/Ezra-Yu/ACCV2022_FGIA_1st)")
 WINNERS['img_s'] = WINNERS['bs'] / WINNERS['s_per_iter']   # 22.2 images/s per GPU
 FULL = dict(threads=0, archs='swinv2_l,vit_l', bs=16, classes=5000, compile_backend='inductor', warmup=5, steps=20,
             repeats=3, mae_arch='vit_l', mae_size=224, mae_bs=512, mae_decoder='512,8,16', tta_bs=256, tta_warmup=2,
