@@ -116,8 +116,7 @@ def _phase_main(phase:str, root:str, out:str):
     import fgia_nb.data_clean, fgia_nb.sources   # imported before the clock starts
     t0 = time.time()
     res = _work(phase, root, out)
-    res.update(phase=phase, wall_s=time.time() - t0, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024,
-               workers_peak_rss_mb=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024)
+    res.update(phase=phase, wall_s=time.time() - t0, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024)
     print('RESULT', json.dumps(res))
 
 
@@ -135,7 +134,6 @@ def run_phase(phase:str, root:Path, out:Path, repeats:int)->dict:
         runs.append(json.loads([l for l in p.stdout.splitlines() if l.startswith('RESULT ')][-1][7:]))
     r = dict(runs[-1], wall_s=statistics.median(x['wall_s'] for x in runs), walls=[round(x['wall_s'], 2) for x in runs])
     r['peak_rss_mb'] = max(x['peak_rss_mb'] for x in runs)
-    r['workers_peak_rss_mb'] = max(x['workers_peak_rss_mb'] for x in runs)
     return r
 
 
@@ -169,12 +167,11 @@ def main(n:int=200_000, # Files in the tree (the competition has 985,000: 835,00
         rows.append(dict(frac=f, files=st['files'], read_s=rd['wall_s'], stage00_s=st['wall_s'], walls=st['walls'],
                          ratio=st['wall_s']/rd['wall_s'], files_per_s=st['files']/st['wall_s'],
                          scan_images_per_s=st['scan_images_per_s'], peak_rss_mb=st['peak_rss_mb'],
-                         workers_peak_rss_mb=st['workers_peak_rss_mb'], dropped=st['dropped'], flagged=st['flagged']))
+                         dropped=st['dropped'], flagged=st['flagged']))
         r = rows[-1]
         print(f"  {r['files']:>8,} files: one read {r['read_s']:6.1f} s ({r['files']/r['read_s']:7,.0f} files/s); "
               f"stage 00 {r['stage00_s']:6.1f} s = {r['ratio']:5.1f} x the read, {r['files_per_s']:5,.0f} files/s "
-              f"(scan alone {r['scan_images_per_s']:,.0f}/s); peak RSS {r['peak_rss_mb']:,.0f} MB "
-              f"(+ scan workers {r['workers_peak_rss_mb']:,.0f} MB each at most); "
+              f"(scan alone {r['scan_images_per_s']:,.0f}/s); peak RSS {r['peak_rss_mb']:,.0f} MB (the main process); "
               f"{r['dropped']:,} dropped, {r['flagged']:,} flagged; runs {r['walls']}")
     total = TRAIN + TESTA + TESTB
     a, b = rows[0], rows[-1]

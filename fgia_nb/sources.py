@@ -325,6 +325,7 @@ def _beside(root:Path, known:set)->list[Path]:
 # %% ../nbs/base/01_sources.ipynb #01c2dd4f
 def _bad_name(name:str)->str:
     "Why a file name can't go into UTF-8 or line-based outputs, or '' if it can."
+    if name.isascii() and name.isprintable(): return ''   # the common case, at C speed (ASCII's Cc are unprintable)
     if any('\udc80' <= c <= '\udcff' for c in name): return 'not valid UTF-8'   # os.fsdecode's escaped bytes
     if any(unicodedata.category(c) == 'Cc' for c in name): return 'holds a control character (a newline, a tab...)'
     return ''
