@@ -18,7 +18,7 @@ from accelerate.utils.other import get_free_port
 from .core import project_root, _type_name
 
 # %% auto #0
-__all__ = ['rank_world', 'init_distributed', 'finish_distributed', 'GlooDistributedDL', 'FgiaDistributedTrainer',
+__all__ = ['rank_world', 'init_distributed', 'finish_distributed', 'on_rank0', 'GlooDistributedDL', 'FgiaDistributedTrainer',
            'to_distributed', 'cli_parser', 'cli_args', 'run_cli', 'launch_command', 'launch_module']
 
 # %% ../nbs/base/02_distributed.ipynb #6e521ce0
@@ -40,6 +40,28 @@ def finish_distributed():
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+# %% ../nbs/base/02_distributed.ipynb #2ec96d97
+def on_rank0(f:callable, # The work: returns what every rank returns (picklable)
+             *args, **kwargs):
+    "`f(*args, **kwargs)` on rank 0 alone; launched on several processes, the others wait and return its result (or fail with its error)."
+    init_distributed()
+    rank, world = rank_world()
+    if world == 1: return f(*args, **kwargs)
+    box = [None]
+    try:
+        if rank == 0: box = [('ok', f(*args, **kwargs))]
+    except SystemExit as e:
+        box = [('exit', e.code)]
+        raise
+    except BaseException as e:
+        box = [('error', f'{type(e).__name__}: {e}')]
+        raise
+    finally: dist.broadcast_object_list(box, src=0)
+    kind, res = box[0]
+    if kind == 'exit': raise SystemExit(res)
+    if kind == 'error': raise RuntimeError(f'rank 0 failed, so this rank fails too: {res}')
+    return res
 
 # %% ../nbs/base/02_distributed.ipynb #64d9f376
 class GlooDistributedDL(DistributedDL):

@@ -4,10 +4,11 @@
 
 # %% ../nbs/08_ensemble.ipynb #dfd038ab
 from __future__ import annotations
-import os, contextlib
+import os, json, contextlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np, pandas as pd, torch
+from fastcore.imports import in_notebook
 from .core import run_dir, RunRecord, outputs_root, atomic_path, atomic_dir
 from .logits import (Logits, open_logits, check_aligned, read_rows, iter_chunks, write_index, softmax_np,
                             _as_float, _check_finite, _prefetch, top1)
@@ -16,7 +17,7 @@ from .sources import split_labels
 
 # %% auto #0
 __all__ = ['FACTORS', 'AVERAGES', 'WEIGHTINGS', 'winners_weights', 'ensemble_top1', 'factor_top1', 'fit_weights',
-           'labelled_probs', 'model_accuracy', 'ensemble', 'read_labels', 'ensemble_models']
+           'labelled_probs', 'model_accuracy', 'ensemble', 'read_labels', 'ensemble_models', 'ensemble_cli']
 
 # %% ../nbs/08_ensemble.ipynb #a653da20
 def winners_weights(accs, # One score per model (e.g. its leaderboard or held-out top-1)
@@ -359,3 +360,15 @@ def ensemble_models(experiment:str='demo', # Experiment folder under outputs/
             rec.metrics['top1'] = {**{f.name: top1(lg, ans) for f, lg in zip(folders, items)},
                                    'ensemble': top1(ens, ans)}
     return rec.metrics
+
+# %% ../nbs/08_ensemble.ipynb #8cfd561c
+def ensemble_cli(argv:list[str]|None=None # Command-line arguments (default: `sys.argv[1:]`)
+                )->dict:
+    "`python -m fgia_nb.ensemble --experiment demo ...`: `ensemble_models` from the command line; launched on several processes, on rank 0 alone."
+    from fgia_nb.distributed import on_rank0, run_cli, finish_distributed, rank_world
+    res = on_rank0(run_cli, ensemble_models, argv, 'python -m fgia_nb.ensemble')
+    if rank_world()[0] == 0: print(json.dumps(res, indent=1, default=str))
+    finish_distributed()
+    return res
+
+if __name__ == '__main__' and not in_notebook(): ensemble_cli()

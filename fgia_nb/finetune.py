@@ -15,7 +15,7 @@ from fastcore.basics import store_attr, listify
 from fastcore.foundation import L
 from fastcore.meta import delegates
 from fastai.learner import Learner
-from fastai.callback.core import Callback
+from fastai.callback.core import Callback, CancelBatchException
 from fastai.callback.schedule import ParamScheduler, SchedLin, SchedCos, combine_scheds
 from fastai.callback.fp16 import MixedPrecision, AMPMode
 from fastai.callback.channelslast import ChannelsLast
@@ -33,12 +33,12 @@ __all__ = ['DEFAULTS', 'ARCH_DEFAULTS', 'RESUME_FREE', 'TRACKERS', 'RANGES', 'UN
            'rng_state', 'set_rng_state', 'unwrap_model', 'tidy_safetensors', 'save_checkpoint', 'Checkpoint',
            'checkpoint_meta', 'read_checkpoint', 'gather_objects', 'checkpoint_path', 'list_checkpoints',
            'last_checkpoint', 'finetune_runs', 'Checkpointer', 'load_training_state', 'loss_state', 'adamw',
-           'warmup_cosine', 'group_lrs', 'fit_resumable', 'finetune', 'finetune_config', 'model_config', 'build_model',
-           'load_model', 'build_loss', 'param_groups', 'check_img_size', 'check_manifest', 'check_writable',
-           'run_inputs', 'check_run_folder', 'check_tracker', 'check_pretrained', 'check_ranges', 'early_checks',
-           'preflight', 'AMP', 'make_learner', 'FrozenBackbone', 'undo_cleaning', 'subsample_pseudo', 'make_dls',
-           'DistributedCheck', 'interactive', 'Tracker', 'tracker_params', 'tensorboard_tracker', 'MLflowTracker',
-           'tracker_callback', 'fit_run', 'plot_run', 'launch', 'train_cli']
+           'warmup_cosine', 'GradAccum', 'StepScheduler', 'group_lrs', 'fit_resumable', 'finetune', 'finetune_config',
+           'model_config', 'build_model', 'load_model', 'build_loss', 'param_groups', 'check_img_size',
+           'check_manifest', 'check_writable', 'run_inputs', 'check_run_folder', 'check_tracker', 'check_pretrained',
+           'check_ranges', 'early_checks', 'preflight', 'AMP', 'make_learner', 'FrozenBackbone', 'undo_cleaning',
+           'subsample_pseudo', 'make_dls', 'DistributedCheck', 'interactive', 'Tracker', 'tracker_params',
+           'tensorboard_tracker', 'MLflowTracker', 'tracker_callback', 'fit_run', 'plot_run', 'launch', 'train_cli']
 
 # %% ../nbs/04_finetune.ipynb #cce3ea10
 def flatten_state(obj, # Nested dicts, lists, tuples, tensors and JSON scalars (e.g. an optimizer `state_dict()`)
@@ -344,6 +344,47 @@ def warmup_cosine(lrs, # Peak learning rate, one per param group (or a scalar)
     if warmup_pct <= 0: return SchedCos(lrs, end)
     return combine_scheds([warmup_pct, 1 - warmup_pct], [SchedLin(lrs * start_factor, lrs), SchedCos(lrs, end)])
 
+# %% ../nbs/04_finetune.ipynb #66732c92
+class GradAccum(Callback):
+    "Step the optimiser every `n` training batches, and at the end of each epoch, on the mean gradient of the batches since the last step."
+    order, run_valid = MixedPrecision.order - 4, False   # as fastai's `GradientAccumulation`: before the fp16 scaler steps
+    def __init__(self, n:int=2 # Batches per optimiser step
+                ):
+        store_attr()
+        self.nosync = None
+
+    @property
+    def group(self)->tuple[int, int]:
+        "`(first batch, size)` of this batch's group in the epoch; an epoch's last group may be short."
+        first = self.iter - self.iter % self.n
+        return first, min(self.n, self.n_iter - first)
+
+    def before_batch(self):
+        first, size = self.group
+        self.stepping = self.iter == first + size - 1
+        if not self.stepping and hasattr(self.learn.model, 'no_sync'):   # DDP: all-reduce the group's gradient once
+            self.nosync = self.learn.model.no_sync()
+            self.nosync.__enter__()
+
+    def after_loss(self): self.learn.loss_grad = self.learn.loss_grad / self.group[1]
+    def before_step(self):
+        if not self.stepping: raise CancelBatchException   # keep the gradients: no step, no `zero_grad`
+    def after_batch(self):
+        if self.nosync is not None: self.nosync.__exit__(None, None, None)
+        self.nosync = None
+
+# %% ../nbs/04_finetune.ipynb #ba086f0e
+class StepScheduler(ParamScheduler):
+    "fastai's `ParamScheduler`, each group of `n` batches (see `GradAccum`) at its first batch's hyper-parameters."
+    def __init__(self, scheds:dict, # Hyper-parameter name -> schedule function of `pct_train`
+                 n:int=1 # Batches per optimiser step (1: `ParamScheduler`'s behaviour)
+                ):
+        super().__init__(scheds)
+        self.n = n
+    def before_batch(self):
+        if self.iter % self.n == 0: self.pct = self.pct_train
+        self._update_val(self.pct)
+
 # %% ../nbs/04_finetune.ipynb #239de2ef
 def group_lrs(learn:Learner, lr:float, scales=None)->np.ndarray:
     "Peak lr per param group: `lr` times each group's scale (layer decay), or `lr` everywhere."
@@ -360,6 +401,7 @@ def fit_resumable(learn:Learner, epochs:int, # Total epochs of the run
                   config:dict|None=None, # `fgia_config` for the checkpoints
                   keep_last:int|None=3, # Checkpoints to keep
                   resume:bool=True, # Continue from the newest checkpoint in `out_dir`
+                  accum:int=1, # Optimiser step every `accum` batches (`GradAccum`)
                   cbs=() # More callbacks for this fit
                  )->int:
     "Train `learn` for `epochs` with warm-up + cosine, checkpointing each epoch; returns the epoch it started from."
@@ -369,9 +411,10 @@ def fit_resumable(learn:Learner, epochs:int, # Total epochs of the run
     if ck is not None and ck.epoch + 1 >= epochs:
         load_training_state(learn, ck)
         return epochs
-    sched = ParamScheduler({'lr': warmup_cosine(group_lrs(learn, lr, lr_scales), warmup / epochs, min_lr)})
+    sched = StepScheduler({'lr': warmup_cosine(group_lrs(learn, lr, lr_scales), warmup / epochs, min_lr)}, accum)
     cp = Checkpointer(out_dir, config, keep_last, resume=ck)
-    learn.fit(epochs, cbs=[sched, cp, *listify(cbs)], start_epoch=cp.start_epoch)
+    acc = [GradAccum(accum)] if accum > 1 else []
+    learn.fit(epochs, cbs=[sched, cp, *acc, *listify(cbs)], start_epoch=cp.start_epoch)
     return cp.start_epoch
 
 # %% ../nbs/04_finetune.ipynb #435d254b
@@ -380,6 +423,7 @@ def finetune(
     img_size:int|None=None, # Training and test image side (None, here and below: the arch's default)
     epochs:int|None=None, # Training epochs
     bs:int|None=None, # Batch size per process
+    accum:int=1, # Optimiser step every `accum` batches, on their mean gradient: the effective batch is bs*accum*num_processes
     lr:float|None=None, # Peak learning rate (head group; earlier layers get layer-decayed multiples)
     min_lr:float|None=None, # Learning rate at the end of the cosine
     wd:float|None=None, # AdamW weight decay (none on norms, biases, position tables)
@@ -650,12 +694,13 @@ def check_pretrained(cfg:dict):
     hub_weights(resolve_arch(cfg['arch'])[0], cfg['arch'])
 
 # name: (lowest allowed, highest allowed, lowest included?)
-RANGES = dict(img_size=(1, None, True), epochs=(1, None, True), bs=(1, None, True), lr=(0, None, False),
-              min_lr=(0, None, True), wd=(0, None, True), layer_decay=(0, 1, False), warmup=(0, None, True),
-              sub_centers=(1, None, True), scale=(0, None, False), eql_tau=(0, None, True), mixup=(0, None, True),
-              cutmix=(0, None, True), label_smoothing=(0, 1, True), drop_path=(0, 1, True), re_prob=(0, 1, True),
-              balance=(0, 1, True), valid_pct=(0, 1, True), max_items=(0, None, True), max_pseudo=(0, None, True),
-              keep_last=(1, None, True), num_workers=(0, None, True), num_processes=(1, None, True))
+RANGES = dict(img_size=(1, None, True), epochs=(1, None, True), bs=(1, None, True), accum=(1, None, True),
+              lr=(0, None, False), min_lr=(0, None, True), wd=(0, None, True), layer_decay=(0, 1, False),
+              warmup=(0, None, True), sub_centers=(1, None, True), scale=(0, None, False), eql_tau=(0, None, True),
+              mixup=(0, None, True), cutmix=(0, None, True), label_smoothing=(0, 1, True), drop_path=(0, 1, True),
+              re_prob=(0, 1, True), balance=(0, 1, True), valid_pct=(0, 1, True), max_items=(0, None, True),
+              max_pseudo=(0, None, True), keep_last=(1, None, True), num_workers=(0, None, True),
+              num_processes=(1, None, True))
 
 def check_ranges(cfg:dict):
     "Fail, naming every setting of `cfg` that is of the wrong type or outside its range (`RANGES`)."
@@ -938,7 +983,8 @@ def fit_run(cfg:dict, # From `finetune_config`
     dls = make_dls(cfg)
     learn = make_learner(cfg, dls)
     fc = model_config(learn.model, dls.vocab, crop=cfg['crop'], counts=dls.counts.tolist(), loss=cfg['loss'],
-                      margin_min=cfg['margin_min'], margin_max=cfg['margin_max'], epochs=cfg['epochs'])
+                      margin_min=cfg['margin_min'], margin_max=cfg['margin_max'], epochs=cfg['epochs'],
+                      accum=cfg['accum'])
     to_distributed(learn)
     torch.manual_seed(cfg['seed'] + 1000 * rank)   # ranks draw different dropout/drop-path masks
     inputs = [cfg['train_manifest'], *cfg['pseudo_manifests']] + ([cfg['weights']] if cfg['weights'] else [])
@@ -948,11 +994,12 @@ def fit_run(cfg:dict, # From `finetune_config`
     with rec, (learn.no_bar() if quiet else contextlib.nullcontext()):
         t0 = time.time()
         start = fit_resumable(learn, cfg['epochs'], cfg['lr'], out, cfg['warmup'], cfg['min_lr'], learn.lr_scales, fc,
-                              cfg['keep_last'], cfg['resume'], cbs=cbs)
+                              cfg['keep_last'], cfg['resume'], cfg['accum'], cbs=cbs)
         if rank == 0:
             m = pd.read_csv(out/'metrics.csv').iloc[-1].to_dict() if (out/'metrics.csv').exists() else {}
             rec.metrics.update({k: v for k, v in m.items() if k != 'time'}, start_epoch=start,
-                               fit_s=round(time.time() - t0, 1), world_size=world)
+                               fit_s=round(time.time() - t0, 1), world_size=world,
+                               effective_bs=cfg['bs'] * cfg['accum'] * world)
             rec.outputs += [p.name for p in list_checkpoints(out)] + ['metrics.csv', 'batches.csv']
     return out
 

@@ -8,11 +8,12 @@ import json, struct
 from pathlib import Path
 import numpy as np, torch
 from safetensors import safe_open
+from fastcore.imports import in_notebook
 from .core import atomic_path, run_dir, RunRecord, outputs_root, check_types
 
 # %% auto #0
 __all__ = ['checkpoint_layout', 'check_soupable', 'save_streamed', 'uniform_soup', 'last_checkpoints', 'greedy_soup',
-           'accuracy_scorer', 'model_soup']
+           'accuracy_scorer', 'model_soup', 'soup_cli']
 
 # %% ../nbs/07_model_soup.ipynb #671370a1
 def checkpoint_layout(path:Path|str, # A safetensors checkpoint
@@ -217,3 +218,15 @@ def model_soup(experiment:str='demo', # Experiment folder under outputs/
             rec.metrics['ingredients'] = [p.name for p in cks]
         summary[r.name] = rec.metrics
     return summary
+
+# %% ../nbs/07_model_soup.ipynb #311ea7f0
+def soup_cli(argv:list[str]|None=None # Command-line arguments (default: `sys.argv[1:]`)
+            )->dict:
+    "`python -m fgia_nb.model_soup --experiment demo ...`: `model_soup` from the command line; launched on several processes, on rank 0 alone."
+    from fgia_nb.distributed import on_rank0, run_cli, finish_distributed, rank_world
+    res = on_rank0(run_cli, model_soup, argv, 'python -m fgia_nb.model_soup')
+    if rank_world()[0] == 0: print(json.dumps(res, indent=1, default=str))
+    finish_distributed()
+    return res
+
+if __name__ == '__main__' and not in_notebook(): soup_cli()

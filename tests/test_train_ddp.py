@@ -55,3 +55,18 @@ def test_only_rank_0_writes(ddp_run):
         assert f'-> {name}' in w0
     assert json.loads((out/'run.json').read_text())['status'] == 'complete'
     assert sorted(p.name for p in out.iterdir()) == ['batches.csv', 'ddp_check.json', 'epoch_000.safetensors', 'epoch_001.safetensors', 'metrics.csv', 'run.json']
+
+def test_accumulation_under_ddp_steps_as_one_process(tmp_path, make_manifest):
+    "2 processes x bs 4 x accum 2 (each pair's first batch in `no_sync`) take the step 1 process x bs 16 takes."
+    kw = dict(train_manifest=str(make_manifest(tmp_path)), epochs=1, max_items=16, valid_pct=0., head='linear',
+              loss='ce', drop_path=0., warmup=0., seed=0, quiet=True)
+    one = finetune('vit_demo', bs=16, out_dir=str(tmp_path/'one'), **kw)
+    two = finetune('vit_demo', bs=4, accum=2, num_processes=2, ddp_check=True, out_dir=str(tmp_path/'two'), **kw)
+    r = json.loads((two/'ddp_check.json').read_text())
+    assert r[0]['weights_sha1'] == r[1]['weights_sha1']          # the step's all-reduce ran: the ranks agree
+    assert sorted(r[0]['seen'][0] + r[1]['seen'][0]) == list(range(16))
+    a, b = (load_file(str(list_checkpoints(o)[-1])) for o in (one, two))
+    # the step moves each weight by about lr (2e-3); sums in another order move a few by up to 1e-5
+    for k in a:
+        if k.startswith('model.'): np.testing.assert_allclose(a[k].numpy(), b[k].numpy(), atol=1e-4, err_msg=k)
+    assert json.loads((two/'run.json').read_text())['metrics']['effective_bs'] == 16

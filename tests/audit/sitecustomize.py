@@ -1,7 +1,8 @@
-"""Loaded at start-up by every Python process whose PYTHONPATH starts with this folder (tests/test_train_ddp.py sets it).
+"""Loaded at start-up by every Python process whose PYTHONPATH starts with this folder (tests/test_train_ddp.py, tests/test_post_ddp.py).
 
 When `FGIA_AUDIT_DIR` names a folder, the process records through an audit hook every file operation that writes
-under it (open for writing, rename, delete), and at exit writes them to `$FGIA_AUDIT_LOG/writes-rank<RANK>.json`.
+under it (open for writing, rename with the size of the file renamed, delete), and at exit writes them to
+`$FGIA_AUDIT_LOG/writes-rank<RANK>.json`.
 Only processes started with a `RANK` (the ranks of `accelerate launch`) write a log."""
 import os, sys, json, atexit
 
@@ -15,7 +16,10 @@ def _audit(event, args):
     if event == 'open':
         mode, flags = args[1], args[2] or 0
         if not ((mode and any(c in mode for c in 'wax+')) or flags & (os.O_WRONLY | os.O_RDWR)): return
-    dst = f' -> {os.path.relpath(str(args[1]), _dir)}' if event == 'os.rename' else ''
+    if event == 'os.rename':
+        size = f' ({os.path.getsize(p)} bytes)' if os.path.isfile(p) else ''
+        dst = f' -> {os.path.relpath(str(args[1]), _dir)}{size}'
+    else: dst = ''
     _writes.append(f'{event} {os.path.relpath(p, _dir)}{dst}')
 
 def _dump():
