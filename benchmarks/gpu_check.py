@@ -151,7 +151,7 @@ def train_row(arch:str, size:int, bs:int, classes:int, config:str, device, warmu
               backend:str='inductor')->dict:
     "Images/s of stage 04's training step for one configuration."
     from fastai.callback.schedule import ParamScheduler
-    from fgia_nb.finetune import finetune_config, make_learner, warmup_cosine, group_lrs
+    from fgia_nb.finetune import finetune_config, make_learner, warmup_cosine, group_lrs, create_opt
     kw = parse_config(config)
     cfg = finetune_config(arch, img_size=size or None, bs=bs, pretrained=False, train_manifest='unused',
                           out_dir='unused', num_workers=0, **kw)
@@ -165,7 +165,7 @@ def train_row(arch:str, size:int, bs:int, classes:int, config:str, device, warmu
     dls.c, dls.counts = classes, np.full(classes, 20)
     t0 = time.perf_counter()
     with compile_backend(backend if kw['compile'] else None): learn = make_learner(cfg, dls)
-    learn.create_opt()   # as `fit_resumable` does, before `fit`
+    create_opt(learn)   # as `fit_resumable` does, before `fit`
     o = learn.opt.opt
     kernel = 'fused' if o.defaults.get('fused') else 'foreach' if o.defaults.get('foreach') else 'for-loop'
     row['optimizer'] = f'{type(o).__name__} ({kernel})'

@@ -302,6 +302,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'fgia_nb.finetune.check_writable': ('finetune.html#check_writable', 'fgia_nb/finetune.py'),
                                   'fgia_nb.finetune.checkpoint_meta': ('finetune.html#checkpoint_meta', 'fgia_nb/finetune.py'),
                                   'fgia_nb.finetune.checkpoint_path': ('finetune.html#checkpoint_path', 'fgia_nb/finetune.py'),
+                                  'fgia_nb.finetune.create_opt': ('finetune.html#create_opt', 'fgia_nb/finetune.py'),
                                   'fgia_nb.finetune.early_checks': ('finetune.html#early_checks', 'fgia_nb/finetune.py'),
                                   'fgia_nb.finetune.finetune': ('finetune.html#finetune', 'fgia_nb/finetune.py'),
                                   'fgia_nb.finetune.finetune_config': ('finetune.html#finetune_config', 'fgia_nb/finetune.py'),

@@ -33,12 +33,13 @@ __all__ = ['DEFAULTS', 'ARCH_DEFAULTS', 'RESUME_FREE', 'TRACKERS', 'RANGES', 'UN
            'rng_state', 'set_rng_state', 'unwrap_model', 'tidy_safetensors', 'save_checkpoint', 'Checkpoint',
            'checkpoint_meta', 'read_checkpoint', 'gather_objects', 'checkpoint_path', 'list_checkpoints',
            'last_checkpoint', 'finetune_runs', 'Checkpointer', 'load_training_state', 'loss_state', 'adamw',
-           'warmup_cosine', 'GradAccum', 'StepScheduler', 'group_lrs', 'fit_resumable', 'finetune', 'finetune_config',
-           'model_config', 'build_model', 'load_model', 'build_loss', 'param_groups', 'check_img_size',
-           'check_manifest', 'check_writable', 'run_inputs', 'check_run_folder', 'check_tracker', 'check_pretrained',
-           'check_ranges', 'early_checks', 'preflight', 'AMP', 'make_learner', 'FrozenBackbone', 'undo_cleaning',
-           'subsample_pseudo', 'make_dls', 'DistributedCheck', 'interactive', 'Tracker', 'tracker_params',
-           'tensorboard_tracker', 'MLflowTracker', 'tracker_callback', 'fit_run', 'plot_run', 'launch', 'train_cli']
+           'create_opt', 'warmup_cosine', 'GradAccum', 'StepScheduler', 'group_lrs', 'fit_resumable', 'finetune',
+           'finetune_config', 'model_config', 'build_model', 'load_model', 'build_loss', 'param_groups',
+           'check_img_size', 'check_manifest', 'check_writable', 'run_inputs', 'check_run_folder', 'check_tracker',
+           'check_pretrained', 'check_ranges', 'early_checks', 'preflight', 'AMP', 'make_learner', 'FrozenBackbone',
+           'undo_cleaning', 'subsample_pseudo', 'make_dls', 'DistributedCheck', 'interactive', 'Tracker',
+           'tracker_params', 'tensorboard_tracker', 'MLflowTracker', 'tracker_callback', 'fit_run', 'plot_run',
+           'launch', 'train_cli']
 
 # %% ../nbs/04_finetune.ipynb #cce3ea10
 def flatten_state(obj, # Nested dicts, lists, tuples, tensors and JSON scalars (e.g. an optimizer `state_dict()`)
@@ -305,7 +306,7 @@ class Checkpointer(Callback):
 def load_training_state(learn:Learner, ck:Checkpoint):
     "Put a checkpoint's weights, optimiser state, loss state (and fp16 loss scale) into `learn`."
     unwrap_model(learn.model).load_state_dict(ck.model)
-    if learn.opt is None: learn.create_opt()
+    if learn.opt is None: create_opt(learn)
     if 'opt' in ck.states: learn.opt.load_state_dict(ck.states['opt'])
     if 'eql' in ck.states: learn.loss_func.load_state_dict(ck.states['eql'])
     if 'scaler' in ck.states and getattr(learn, 'scaler', None) is not None:
@@ -331,6 +332,16 @@ def adamw(params, # Parameter groups (lists of parameters) from a splitter, or o
     pgs = [dict(params=g, weight_decay=float(w)) for g, w in zip(groups, wds)]
     kernel = {'fused': True} if fused else {'foreach': True}
     return OptimWrapper(opt=torch.optim.AdamW(pgs, lr=lr, betas=tuple(betas), eps=eps, **kernel))
+
+# %% ../nbs/04_finetune.ipynb #8bf3e37f
+def create_opt(learn:Learner # A Learner whose optimiser is still to be made
+              )->Learner:
+    "Move `learn`'s model to its data's device, then create its optimiser: on a GPU `adamw` then takes torch's fused kernels."
+    dev = getattr(learn.dls, 'device', None)
+    if dev is not None: learn.model.to(dev)   # in place: the optimiser and DDP see these same parameters
+    learn.create_opt()
+    return learn
+
 
 # %% ../nbs/04_finetune.ipynb #9bc23aa4
 def warmup_cosine(lrs, # Peak learning rate, one per param group (or a scalar)
@@ -405,7 +416,7 @@ def fit_resumable(learn:Learner, epochs:int, # Total epochs of the run
                   cbs=() # More callbacks for this fit
                  )->int:
     "Train `learn` for `epochs` with warm-up + cosine, checkpointing each epoch; returns the epoch it started from."
-    if learn.opt is None: learn.create_opt()
+    if learn.opt is None: create_opt(learn)
     last = last_checkpoint(out_dir) if resume else None
     ck = read_checkpoint(last) if last else None
     if ck is not None and ck.epoch + 1 >= epochs:
