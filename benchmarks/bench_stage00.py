@@ -126,13 +126,14 @@ if __name__ == '__main__' and sys.argv[1:2] == ['_phase']:
 
 
 def run_phase(phase:str, root:Path, out:Path, repeats:int)->dict:
-    "`phase` `repeats` times, each in a fresh process: the median wall time, the largest peak RSS, the last result."
+    "`phase` `repeats` times, each in a fresh process: the median run (its wall time and result), the largest peak RSS."
     runs = []
     for _ in range(repeats):
         p = subprocess.run([sys.executable, __file__, '_phase', phase, str(root), str(out)], capture_output=True, text=True)
         if p.returncode: raise RuntimeError(f'bench phase {phase} failed:\n{p.stderr[-3000:]}')
         runs.append(json.loads([l for l in p.stdout.splitlines() if l.startswith('RESULT ')][-1][7:]))
-    r = dict(runs[-1], wall_s=statistics.median(x['wall_s'] for x in runs), walls=[round(x['wall_s'], 2) for x in runs])
+    mid = sorted(runs, key=lambda x: x['wall_s'])[(len(runs) - 1)//2]   # the median run, whose parts are its own
+    r = dict(mid, walls=[round(x['wall_s'], 2) for x in runs])
     r['peak_rss_mb'] = max(x['peak_rss_mb'] for x in runs)
     return r
 
