@@ -135,6 +135,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'fgia_nb.data_clean._scan_jpeg': ('data_clean.html#_scan_jpeg', 'fgia_nb/data_clean.py'),
                                     'fgia_nb.data_clean._thumb': ('data_clean.html#_thumb', 'fgia_nb/data_clean.py'),
                                     'fgia_nb.data_clean._zscore': ('data_clean.html#_zscore', 'fgia_nb/data_clean.py'),
+                                    'fgia_nb.data_clean.band_keys': ('data_clean.html#band_keys', 'fgia_nb/data_clean.py'),
                                     'fgia_nb.data_clean.classify': ('data_clean.html#classify', 'fgia_nb/data_clean.py'),
                                     'fgia_nb.data_clean.clean_data': ('data_clean.html#clean_data', 'fgia_nb/data_clean.py'),
                                     'fgia_nb.data_clean.data_clean': ('data_clean.html#data_clean', 'fgia_nb/data_clean.py'),

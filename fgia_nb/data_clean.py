@@ -16,8 +16,8 @@ from .sources import read_source, make_default_dataset
 
 # %% auto #0
 __all__ = ['MANIFEST_COLS', 'EXPECTED', 'to_8bit', 'upright', 'to_rgb', 'to_gray', 'phash', 'scan_file', 'scan', 'name_hash',
-           'near_duplicates', 'thumb_corr', 'classify', 'write_manifest', 'read_manifest', 'manifest_items',
-           'clean_data', 'reason_counts', 'plot_class_distribution', 'plot_rejects', 'write_report',
+           'band_keys', 'near_duplicates', 'thumb_corr', 'classify', 'write_manifest', 'read_manifest',
+           'manifest_items', 'clean_data', 'reason_counts', 'plot_class_distribution', 'plot_rejects', 'write_report',
            'evaluate_cleaning', 'data_clean']
 
 # %% ../nbs/00_data_clean.ipynb #b5ba49fb
@@ -189,12 +189,19 @@ def name_hash(path:str)->str|None:
     return h if '_' in stem and len(h) >= 16 else None
 
 # %% ../nbs/00_data_clean.ipynb #e17f5bb7
-def _band_pairs(a, b, sh, mask, max_dist, max_pairs=1<<22):
-    "Pairs (i, j) whose band agrees and whose full hashes are within `max_dist` bits, in bounded-memory chunks."
-    vb = (b >> sh) & mask
+def band_keys(h:np.ndarray, # uint64 hashes
+              k:int, # Which band
+              nb:int # Bands in all
+             )->np.ndarray:
+    "Band `k` of `nb` of each hash: its bits `k, k+nb, k+2nb, ...`, packed into one integer."
+    key = np.zeros(len(h), np.uint64)
+    for j, p in enumerate(range(k, 64, nb)): key |= ((h >> np.uint64(p)) & np.uint64(1)) << np.uint64(j)
+    return key
+
+def _band_pairs(a, b, va, vb, max_dist, max_pairs=1<<22):
+    "Pairs (i, j) whose band keys `va[i] == vb[j]` and whose hashes are within `max_dist` bits, in bounded-memory chunks."
     order = np.argsort(vb, kind='stable')
     vbs = vb[order]
-    va = (a >> sh) & mask
     lo = np.searchsorted(vbs, va, 'left')
     cnt = np.searchsorted(vbs, va, 'right') - lo
     csum, start, out = np.cumsum(cnt), 0, []
@@ -217,14 +224,11 @@ def near_duplicates(a:np.ndarray, # uint64 hashes (e.g. train)
                    )->pd.DataFrame:
     "Every pair `(i, j, dist)` with `hamming(a[i], b[j]) <= max_dist`."
     a, b = np.asarray(a, np.uint64), np.asarray(b, np.uint64)
-    nb = max_dist + 1
-    width = -(-64 // nb)
-    parts = []
-    for k in range(nb):
-        mask = np.uint64((1 << min(width, 64 - k*width)) - 1)
-        parts += _band_pairs(a, b, np.uint64(k*width), mask, max_dist)
+    nb, parts = max_dist + 1, []
+    for k in range(nb): parts += _band_pairs(a, b, band_keys(a, k, nb), band_keys(b, k, nb), max_dist)
     p = np.unique(np.concatenate(parts), axis=0) if parts else np.zeros((0, 3), np.int64)
     return pd.DataFrame(p.astype(np.int64), columns=['i', 'j', 'dist'])
+
 
 # %% ../nbs/00_data_clean.ipynb #eb438c2a
 def _zscore(t):
