@@ -179,6 +179,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                              'fgia_nb/distributed.py'),
                                      'fgia_nb.distributed.launch_module': ('base/distributed.html#launch_module', 'fgia_nb/distributed.py'),
                                      'fgia_nb.distributed.on_rank0': ('base/distributed.html#on_rank0', 'fgia_nb/distributed.py'),
+                                     'fgia_nb.distributed.rank0_cli': ('base/distributed.html#rank0_cli', 'fgia_nb/distributed.py'),
                                      'fgia_nb.distributed.rank_world': ('base/distributed.html#rank_world', 'fgia_nb/distributed.py'),
                                      'fgia_nb.distributed.run_cli': ('base/distributed.html#run_cli', 'fgia_nb/distributed.py'),
                                      'fgia_nb.distributed.to_distributed': ( 'base/distributed.html#to_distributed',

@@ -19,7 +19,7 @@ from .core import project_root, _type_name
 
 # %% auto #0
 __all__ = ['rank_world', 'init_distributed', 'finish_distributed', 'on_rank0', 'GlooDistributedDL', 'FgiaDistributedTrainer',
-           'to_distributed', 'cli_parser', 'cli_args', 'run_cli', 'launch_command', 'launch_module']
+           'to_distributed', 'cli_parser', 'cli_args', 'run_cli', 'rank0_cli', 'launch_command', 'launch_module']
 
 # %% ../nbs/base/02_distributed.ipynb #6e521ce0
 def rank_world()->tuple[int, int]:
@@ -135,6 +135,19 @@ def run_cli(f:callable, # The stage function
             prog:str|None=None):
     "Call `f` with the flags of a command line (`cli_parser`); what a stage module does when run as a script."
     return f(**vars(cli_parser(f, prog).parse_args(argv)))
+
+# %% ../nbs/base/02_distributed.ipynb #48ec0fc5
+def rank0_cli(f:callable, # A stage function (e.g. `model_soup`)
+              argv:list[str]|None=None, # Command-line arguments (default: `sys.argv[1:]`)
+              prog:str|None=None # The command's name in its help, e.g. 'python -m fgia_nb.model_soup'
+             ):
+    "`run_cli(f, argv)` on rank 0 alone (see `on_rank0`); rank 0 prints the result as JSON. For stages every rank may launch."
+    import json
+    res = on_rank0(run_cli, f, argv, prog)
+    if rank_world()[0] == 0: print(json.dumps(res, indent=1, default=str))
+    finish_distributed()
+    return res
+
 
 # %% ../nbs/base/02_distributed.ipynb #e17775a7
 def launch_command(module:str, # Module to run as `python -m module`, e.g. 'fgia_nb.finetune'

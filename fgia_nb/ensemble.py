@@ -365,10 +365,7 @@ def ensemble_models(experiment:str='demo', # Experiment folder under outputs/
 def ensemble_cli(argv:list[str]|None=None # Command-line arguments (default: `sys.argv[1:]`)
                 )->dict:
     "`python -m fgia_nb.ensemble --experiment demo ...`: `ensemble_models` from the command line; launched on several processes, on rank 0 alone."
-    from fgia_nb.distributed import on_rank0, run_cli, finish_distributed, rank_world
-    res = on_rank0(run_cli, ensemble_models, argv, 'python -m fgia_nb.ensemble')
-    if rank_world()[0] == 0: print(json.dumps(res, indent=1, default=str))
-    finish_distributed()
-    return res
+    from fgia_nb.distributed import rank0_cli   # imported here: fastai and accelerate cost a stage's start seconds
+    return rank0_cli(ensemble_models, argv, 'python -m fgia_nb.ensemble')
 
 if __name__ == '__main__' and not in_notebook(): ensemble_cli()

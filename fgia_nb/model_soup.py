@@ -223,10 +223,7 @@ def model_soup(experiment:str='demo', # Experiment folder under outputs/
 def soup_cli(argv:list[str]|None=None # Command-line arguments (default: `sys.argv[1:]`)
             )->dict:
     "`python -m fgia_nb.model_soup --experiment demo ...`: `model_soup` from the command line; launched on several processes, on rank 0 alone."
-    from fgia_nb.distributed import on_rank0, run_cli, finish_distributed, rank_world
-    res = on_rank0(run_cli, model_soup, argv, 'python -m fgia_nb.model_soup')
-    if rank_world()[0] == 0: print(json.dumps(res, indent=1, default=str))
-    finish_distributed()
-    return res
+    from fgia_nb.distributed import rank0_cli   # imported here: fastai and accelerate cost a stage's start seconds
+    return rank0_cli(model_soup, argv, 'python -m fgia_nb.model_soup')
 
 if __name__ == '__main__' and not in_notebook(): soup_cli()
