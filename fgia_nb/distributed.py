@@ -4,7 +4,7 @@
 
 # %% ../nbs/base/02_distributed.ipynb #2f78151b
 from __future__ import annotations
-import os, sys, shlex, inspect, typing, argparse, subprocess
+import os, sys, json, shlex, inspect, typing, argparse, subprocess
 from types import UnionType
 import torch, torch.distributed as dist
 from fastcore.basics import str2bool
@@ -142,7 +142,6 @@ def rank0_cli(f:callable, # A stage function (e.g. `model_soup`)
               prog:str|None=None # The command's name in its help, e.g. 'python -m fgia_nb.model_soup'
              ):
     "`run_cli(f, argv)` on rank 0 alone (see `on_rank0`); rank 0 prints the result as JSON. For stages every rank may launch."
-    import json
     res = on_rank0(run_cli, f, argv, prog)
     if rank_world()[0] == 0: print(json.dumps(res, indent=1, default=str))
     finish_distributed()
